@@ -1,0 +1,426 @@
+"""Tortoise models: thin records for DESIGN.md section 3. Rules live in `core/domain`.
+
+Invariants the database holds (not just the code):
+- One open route stop per invoice: `Assignment.open_invoice_id` is set to the invoice id
+  while the stop is `assigned` and NULL otherwise, under a UNIQUE index (NULLs do not
+  collide), so two admins racing cannot both put one invoice on a route.
+- A payment posts once: `Payment(tenant, idempotency_key)` is UNIQUE.
+- An invoice's `paid_minor` stays within 0..`amount_minor` (CHECK constraints on
+  PostgreSQL, triggers on SQLite; see `core/db/constraints.py`), and services only raise
+  it with a conditional UPDATE.
+- Money columns are integers of the tenant currency's minor unit, named `*_minor`; rates
+  are basis points, named `*_bp`.
+- Ledger legs are append-only; a balance is a sum of legs, never a stored number.
+"""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+from core.domain.status import (
+    AssignmentStatus,
+    BillingMode,
+    FailureReason,
+    InvoiceKind,
+    InvoicePurpose,
+    InvoiceStatus,
+    PaymentMethod,
+    Role,
+    SubscriberStatus,
+)
+
+
+class Tenant(Model):
+    """One ISP. Every business row belongs to exactly one."""
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=120)
+    currency = fields.CharField(max_length=3, default="BDT")
+    country = fields.CharField(max_length=2, default="BD")
+    timezone = fields.CharField(max_length=64, default="Asia/Dhaka")
+    locale = fields.CharField(max_length=16, default="en")
+    reschedule_days = fields.IntField(default=2)
+    failed_visits_before_flag = fields.IntField(default=3)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "tenant"
+
+
+class Reseller(Model):
+    """A sub-ISP inside a tenant: owns subscribers and may hold its own collectors."""
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField(
+        "models.Tenant", related_name="resellers"
+    )
+    name = fields.CharField(max_length=120)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "reseller"
+        unique_together = (("tenant", "name"),)
+
+
+class Staff(Model):
+    """A person who uses the bot: admin, reseller staff or collector."""
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField(
+        "models.Tenant", related_name="staff"
+    )
+    role = fields.CharEnumField(Role, max_length=16)
+    name = fields.CharField(max_length=120)
+    phone = fields.CharField(max_length=20, null=True)
+    telegram_user_id = fields.BigIntField(null=True, unique=True)
+    # Reseller staff only: which of collectors.view/create/edit/assign/delete/commission_pay.
+    permissions = fields.JSONField(default=list)
+    commission_bp = fields.IntField(default=0)
+    reseller: fields.ForeignKeyNullableRelation[Reseller] = fields.ForeignKeyField(
+        "models.Reseller", related_name="staff", null=True
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+    deleted_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "staff"
+        indexes = (("tenant", "role"),)
+
+
+class Invite(Model):
+    """A one-time deep-link token binding a Telegram account to a staff row (hash at rest)."""
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    staff: fields.ForeignKeyRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="invites"
+    )
+    token_sha256 = fields.CharField(max_length=64, unique=True)
+    created_by: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="invites_created", null=True
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "invite"
+
+
+class Plan(Model):
+    """A service plan: price, billing period and the dunning defaults of its invoices."""
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    name = fields.CharField(max_length=120)
+    price_minor = fields.BigIntField()
+    period_months = fields.IntField(default=1)
+    reminder_days = fields.IntField(default=3)
+    request_cancellation_days = fields.IntField(null=True)
+    suspension_days = fields.IntField(null=True)
+    deletion_days = fields.IntField(null=True)
+
+    class Meta:
+        table = "plan"
+        unique_together = (("tenant", "name"),)
+
+
+class CustomerClass(Model):
+    """Payment terms and overdue policy shared by a class of customers."""
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    name = fields.CharField(max_length=120)
+    net_days = fields.IntField(default=30)
+    out_of_turn_net_days = fields.IntField(default=6)
+    pre_due_notice_days = fields.IntField(null=True)
+    reminder_days = fields.IntField(null=True)
+    late_fee_flat_minor = fields.BigIntField(default=0)
+    late_fee_bp = fields.IntField(default=0)
+    collection_threshold_minor = fields.BigIntField(default=0)
+    suspend_after_days = fields.IntField(null=True)
+    terminate_after_days = fields.IntField(null=True)
+
+    class Meta:
+        table = "customer_class"
+        unique_together = (("tenant", "name"),)
+
+
+class Subscriber(Model):
+    """A customer of the ISP: who pays, where they live, and the state of their service."""
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    reseller: fields.ForeignKeyNullableRelation[Reseller] = fields.ForeignKeyField(
+        "models.Reseller", null=True
+    )
+    username = fields.CharField(max_length=64)
+    name = fields.CharField(max_length=160)
+    phone = fields.CharField(max_length=20, null=True)
+    address = fields.CharField(max_length=255, default="")
+    area = fields.CharField(max_length=80, default="")
+    street = fields.CharField(max_length=120, default="")
+    latitude = fields.FloatField(null=True)
+    longitude = fields.FloatField(null=True)
+    status = fields.CharEnumField(SubscriberStatus, max_length=16, default=SubscriberStatus.ACTIVE)
+    expiry_date = fields.DateField(null=True)
+    billing_mode = fields.CharEnumField(BillingMode, max_length=16, default=BillingMode.PREPAID)
+    customer_class: fields.ForeignKeyNullableRelation[CustomerClass] = fields.ForeignKeyField(
+        "models.CustomerClass", null=True
+    )
+    plan: fields.ForeignKeyNullableRelation[Plan] = fields.ForeignKeyField(
+        "models.Plan", null=True
+    )
+    usage_bytes = fields.BigIntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "subscriber"
+        unique_together = (("tenant", "username"),)
+        indexes = (("tenant", "area", "street"),)
+
+
+class Invoice(Model):
+    """A bill (or debit note). `paid_minor` only grows, and only by a conditional UPDATE."""
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    subscriber: fields.ForeignKeyRelation[Subscriber] = fields.ForeignKeyField(
+        "models.Subscriber", related_name="invoices"
+    )
+    number = fields.CharField(max_length=40)
+    kind = fields.CharEnumField(InvoiceKind, max_length=16, default=InvoiceKind.INVOICE)
+    purpose = fields.CharEnumField(InvoicePurpose, max_length=16, default=InvoicePurpose.RENEWAL)
+    amount_minor = fields.BigIntField()
+    paid_minor = fields.BigIntField(default=0)
+    status = fields.CharEnumField(InvoiceStatus, max_length=16, default=InvoiceStatus.UNPAID)
+    issue_date = fields.DateField()
+    due_date = fields.DateField()
+    reminder_days = fields.IntField(null=True)
+    next_reminder_on = fields.DateField(null=True)
+    request_cancellation_on = fields.DateField(null=True)
+    suspension_on = fields.DateField(null=True)
+    deletion_on = fields.DateField(null=True)
+    failed_visits = fields.IntField(default=0)
+    flagged_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "invoice"
+        unique_together = (("tenant", "number"),)
+        indexes = (("tenant", "status"),)
+
+
+class StoredFile(Model):
+    """A receipt photo or a generated document, kept under DATA_DIR by content hash."""
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    sha256 = fields.CharField(max_length=64)
+    path = fields.CharField(max_length=500)
+    content_type = fields.CharField(max_length=100)
+    size_bytes = fields.BigIntField()
+    telegram_file_id = fields.CharField(max_length=255, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "stored_file"
+        unique_together = (("tenant", "sha256"),)
+
+
+class Payment(Model):
+    """Money received against an invoice. Posted once per idempotency key."""
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    invoice: fields.ForeignKeyRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", related_name="payments"
+    )
+    subscriber: fields.ForeignKeyRelation[Subscriber] = fields.ForeignKeyField(
+        "models.Subscriber", related_name="payments"
+    )
+    amount_minor = fields.BigIntField()
+    method = fields.CharEnumField(PaymentMethod, max_length=16, default=PaymentMethod.CASH)
+    received_at = fields.DatetimeField()
+    operator: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="payments_operated", null=True
+    )
+    collector: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="payments_collected", null=True
+    )
+    reference = fields.CharField(max_length=120, default="")
+    note = fields.CharField(max_length=500, default="")
+    receipt_file: fields.ForeignKeyNullableRelation[StoredFile] = fields.ForeignKeyField(
+        "models.StoredFile", null=True
+    )
+    idempotency_key = fields.CharField(max_length=80)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "payment"
+        unique_together = (("tenant", "idempotency_key"),)
+        indexes = (("tenant", "received_at"),)
+
+
+class Assignment(Model):
+    """One visit: an invoice on a collector's route for a day, and how it ended."""
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    invoice: fields.ForeignKeyRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", related_name="assignments"
+    )
+    collector: fields.ForeignKeyRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="assignments"
+    )
+    status = fields.CharEnumField(
+        AssignmentStatus, max_length=16, default=AssignmentStatus.ASSIGNED
+    )
+    # = invoice_id while status is `assigned`, NULL once closed: the UNIQUE index on it is
+    # what keeps an invoice on one open route, on SQLite and PostgreSQL alike.
+    open_invoice_id = fields.IntField(null=True, unique=True)
+    scheduled_on = fields.DateField()
+    assigned_by: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="assignments_made", null=True
+    )
+    assigned_at = fields.DatetimeField(auto_now_add=True)
+    notes = fields.CharField(max_length=500, default="")
+    closed_at = fields.DatetimeField(null=True)
+    collected_minor = fields.BigIntField(default=0)
+    commission_minor = fields.BigIntField(default=0)
+    payment: fields.ForeignKeyNullableRelation[Payment] = fields.ForeignKeyField(
+        "models.Payment", null=True
+    )
+    failure_reason = fields.CharEnumField(FailureReason, max_length=16, null=True)
+    failure_note = fields.CharField(max_length=500, default="")
+
+    class Meta:
+        table = "assignment"
+        indexes = (("collector", "status", "scheduled_on"), ("tenant", "closed_at"))
+
+
+class LedgerPosting(Model):
+    """One money movement. Its legs sum to zero; it is never updated or deleted."""
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    kind = fields.CharField(max_length=32)
+    memo = fields.CharField(max_length=255, default="")
+    payment: fields.ForeignKeyNullableRelation[Payment] = fields.ForeignKeyField(
+        "models.Payment", null=True
+    )
+    invoice: fields.ForeignKeyNullableRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", null=True
+    )
+    created_by: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", null=True
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "ledger_posting"
+
+
+class LedgerLeg(Model):
+    """A signed amount on one account (debit positive). Per-party accounts name the party."""
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    posting: fields.ForeignKeyRelation[LedgerPosting] = fields.ForeignKeyField(
+        "models.LedgerPosting", related_name="legs"
+    )
+    account = fields.CharField(max_length=32)
+    staff: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", null=True
+    )
+    subscriber: fields.ForeignKeyNullableRelation[Subscriber] = fields.ForeignKeyField(
+        "models.Subscriber", null=True
+    )
+    amount_minor = fields.BigIntField()
+
+    class Meta:
+        table = "ledger_leg"
+        indexes = (("tenant", "account", "staff"), ("subscriber", "account"))
+
+
+class OutboxMessage(Model):
+    """A message to deliver after commit (WhatsApp receipt, reminder, Telegram notice)."""
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    channel = fields.CharField(max_length=16)
+    kind = fields.CharField(max_length=32)
+    recipient = fields.CharField(max_length=64)
+    invoice: fields.ForeignKeyNullableRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", null=True
+    )
+    payment: fields.ForeignKeyNullableRelation[Payment] = fields.ForeignKeyField(
+        "models.Payment", null=True
+    )
+    payload = fields.JSONField(default=dict)
+    # One message per purpose: e.g. "receipt:<payment id>"; a retried service queues nothing new.
+    dedupe_key = fields.CharField(max_length=120)
+    status = fields.CharField(max_length=16, default="pending")
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField(null=True)
+    provider_message_id = fields.CharField(max_length=120, null=True)
+    last_error = fields.TextField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    sent_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "outbox_message"
+        unique_together = (("tenant", "dedupe_key"),)
+        indexes = (("status", "next_attempt_at"),)
+
+
+class NotificationLog(Model):
+    """One delivery-status event for an outbox message, stored once per (message, status)."""
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    message: fields.ForeignKeyRelation[OutboxMessage] = fields.ForeignKeyField(
+        "models.OutboxMessage", related_name="events"
+    )
+    invoice: fields.ForeignKeyNullableRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", null=True
+    )
+    status = fields.CharField(max_length=16)
+    occurred_at = fields.DatetimeField()
+    received_at = fields.DatetimeField(auto_now_add=True)
+    remote_addr = fields.CharField(max_length=64, default="")
+    user_agent = fields.CharField(max_length=255, default="")
+    event = fields.JSONField(default=dict)
+
+    class Meta:
+        table = "notification_log"
+        unique_together = (("message", "status"),)
+
+
+class AuditLog(Model):
+    """Append-only: who did what to which object, when, and through which channel."""
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyNullableRelation[Tenant] = fields.ForeignKeyField(
+        "models.Tenant", null=True
+    )
+    actor_kind = fields.CharField(max_length=16)  # staff / system / webhook / cli
+    actor_staff: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", null=True
+    )
+    action = fields.CharField(max_length=64)
+    object_type = fields.CharField(max_length=32)
+    object_id = fields.IntField(null=True)
+    at = fields.DatetimeField(auto_now_add=True)
+    telegram_user_id = fields.BigIntField(null=True)
+    telegram_chat_id = fields.BigIntField(null=True)
+    telegram_update_id = fields.BigIntField(null=True)
+    remote_addr = fields.CharField(max_length=64, default="")
+    user_agent = fields.CharField(max_length=255, default="")
+    details = fields.JSONField(default=dict)
+
+    class Meta:
+        table = "audit_log"
+        indexes = (("tenant", "object_type", "object_id"), ("tenant", "at"))

@@ -1,0 +1,96 @@
+"""Who may do what: roles, reseller permissions and scope, and where a request came from.
+
+Every service calls these before touching a row. Button data and typed ids are never
+trusted: the object is loaded within the actor's tenant and checked against their scope.
+Objects outside it are reported as not found, so ids of other tenants leak nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.db.models import Staff
+from core.domain.status import Role
+from core.errors import InactiveStaff, PermissionDenied
+
+COLLECTORS_VIEW = "collectors.view"
+COLLECTORS_CREATE = "collectors.create"
+COLLECTORS_EDIT = "collectors.edit"
+COLLECTORS_ASSIGN = "collectors.assign"
+COLLECTORS_DELETE = "collectors.delete"
+COLLECTORS_COMMISSION_PAY = "collectors.commission_pay"
+
+RESELLER_PERMISSIONS = frozenset(
+    {
+        COLLECTORS_VIEW,
+        COLLECTORS_CREATE,
+        COLLECTORS_EDIT,
+        COLLECTORS_ASSIGN,
+        COLLECTORS_DELETE,
+        COLLECTORS_COMMISSION_PAY,
+    }
+)
+
+_ACTION_WORDS = {
+    COLLECTORS_VIEW: "see collectors",
+    COLLECTORS_CREATE: "create collectors",
+    COLLECTORS_EDIT: "edit collectors",
+    COLLECTORS_ASSIGN: "assign invoices to collectors",
+    COLLECTORS_DELETE: "delete collectors",
+    COLLECTORS_COMMISSION_PAY: "pay commission",
+}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from, copied into the audit log."""
+
+    channel: str = "system"  # telegram / cli / webhook / system
+    telegram_user_id: int | None = None
+    telegram_chat_id: int | None = None
+    telegram_update_id: int | None = None
+    remote_addr: str = ""
+    user_agent: str = ""
+
+
+SYSTEM = Origin()
+CLI = Origin(channel="cli")
+
+
+def require_active(staff: Staff) -> None:
+    """A deleted staff member can no longer act (their history stays)."""
+    if staff.deleted_at is not None:
+        raise InactiveStaff("This account was removed by the office.")
+
+
+def require_permission(actor: Staff, permission: str) -> None:
+    """Admins may do everything; reseller staff what their permissions list; collectors none."""
+    require_active(actor)
+    if actor.role == Role.ADMIN:
+        return
+    if actor.role == Role.RESELLER and permission in (actor.permissions or []):
+        return
+    words = _ACTION_WORDS.get(permission, permission)
+    raise PermissionDenied(f"You are not allowed to {words}. Ask an admin.")
+
+
+def require_admin(actor: Staff, words: str) -> None:
+    require_active(actor)
+    if actor.role != Role.ADMIN:
+        raise PermissionDenied(f"Only an admin can {words}.")
+
+
+def in_reseller_scope(actor: Staff, reseller_id: int | None) -> bool:
+    """Admins see the whole tenant; reseller staff only rows of their own reseller."""
+    if actor.role == Role.ADMIN:
+        return True
+    return actor.reseller_id is not None and actor.reseller_id == reseller_id
+
+
+def check_permissions_list(permissions: list[str]) -> list[str]:
+    unknown = sorted(set(permissions) - RESELLER_PERMISSIONS)
+    if unknown:
+        raise PermissionDenied(
+            f"Unknown permission {unknown[0]!r}; use {', '.join(sorted(RESELLER_PERMISSIONS))}."
+        )
+    return sorted(set(permissions))
