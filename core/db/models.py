@@ -288,6 +288,8 @@ class Assignment(Model):
     assigned_at = fields.DatetimeField(auto_now_add=True)
     notes = fields.CharField(max_length=500, default="")
     closed_at = fields.DatetimeField(null=True)
+    # The tenant-local calendar day the visit ended: reports and "today" filter on it.
+    closed_on = fields.DateField(null=True)
     collected_minor = fields.BigIntField(default=0)
     commission_minor = fields.BigIntField(default=0)
     payment: fields.ForeignKeyNullableRelation[Payment] = fields.ForeignKeyField(
@@ -298,7 +300,7 @@ class Assignment(Model):
 
     class Meta:
         table = "assignment"
-        indexes = (("collector", "status", "scheduled_on"), ("tenant", "closed_at"))
+        indexes = (("collector", "status", "scheduled_on"), ("tenant", "closed_on"))
 
 
 class LedgerPosting(Model):
@@ -317,10 +319,14 @@ class LedgerPosting(Model):
     created_by: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
         "models.Staff", null=True
     )
+    # Set for movements a person triggers by a button (payouts): a second press posts nothing.
+    idempotency_key = fields.CharField(max_length=80, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "ledger_posting"
+        unique_together = (("tenant", "idempotency_key"),)
+        indexes = (("tenant", "kind"),)
 
 
 class LedgerLeg(Model):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from core.db.models import Staff
 from core.domain.status import Role
-from core.errors import InactiveStaff, PermissionDenied
+from core.errors import InactiveStaff, NotFound, PermissionDenied
 
 COLLECTORS_VIEW = "collectors.view"
 COLLECTORS_CREATE = "collectors.create"
@@ -94,3 +94,19 @@ def check_permissions_list(permissions: list[str]) -> list[str]:
             f"Unknown permission {unknown[0]!r}; use {', '.join(sorted(RESELLER_PERMISSIONS))}."
         )
     return sorted(set(permissions))
+
+
+async def find_collector(actor: Staff, collector_id: int) -> Staff:
+    """A collector of the actor's tenant and reseller scope (deleted ones included).
+
+    Raises:
+        NotFound: no such collector, another tenant's, or outside the actor's reseller.
+    """
+    collector = await Staff.get_or_none(id=collector_id, tenant_id=actor.tenant_id)
+    if (
+        collector is None
+        or collector.role != Role.COLLECTOR
+        or not in_reseller_scope(actor, collector.reseller_id)
+    ):
+        raise NotFound("There is no such collector in your company.")
+    return collector

@@ -19,6 +19,7 @@ async def post(
     payment_id: int | None = None,
     invoice_id: int | None = None,
     created_by_id: int | None = None,
+    idempotency_key: str | None = None,
 ) -> LedgerPosting:
     """Write one balanced posting and its legs (one INSERT for all legs)."""
     balanced(legs)
@@ -29,6 +30,7 @@ async def post(
         payment_id=payment_id,
         invoice_id=invoice_id,
         created_by_id=created_by_id,
+        idempotency_key=idempotency_key,
         using_db=conn,
     )
     await LedgerLeg.bulk_create(

@@ -1,0 +1,160 @@
+"""The collector report: per collector, over a period, in one SQL statement.
+
+Figures per collector for the period (tenant-local days, inclusive): visits made, collected,
+failed, success rate, cash collected, commission earned, commission paid out; and their
+commission balance (all earned minus all paid, to date) which equals the credit balance of
+their `commission_payable` ledger account (a test holds the two together).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from core.db.models import Staff, Tenant
+from core.db.sql import fetch
+from core.domain.dates import local_day_bounds, local_today, month_start, utcnow
+from core.domain.money import BASIS_POINTS
+from core.domain.status import Role
+from core.errors import InvalidInput
+from core.services.access import (
+    COLLECTORS_VIEW,
+    find_collector,
+    require_active,
+    require_permission,
+)
+
+MAX_PERIOD_DAYS = 366
+
+
+@dataclass(frozen=True)
+class CollectorFigures:
+    collector_id: int
+    name: str
+    phone: str | None
+    deleted: bool
+    visits: int
+    collected: int
+    failed: int
+    success_rate_bp: int
+    cash_collected_minor: int
+    commission_earned_minor: int
+    paid_out_minor: int
+    balance_minor: int
+
+
+@dataclass(frozen=True)
+class CollectorReport:
+    start: date
+    end: date
+    currency: str
+    locale: str
+    rows: tuple[CollectorFigures, ...]
+
+    def total(self, field: str) -> int:
+        return sum(getattr(r, field) for r in self.rows)
+
+
+# Visits: one pass over the collector's closed stops up to the period's end, period figures
+# by CASE, lifetime commission for the balance. Payouts: the (few) payout postings only.
+REPORT_SQL = """
+WITH visits AS (
+    SELECT a.collector_id,
+           SUM(CASE WHEN a.closed_on >= ? AND a.status IN ('collected', 'failed')
+               THEN 1 ELSE 0 END) AS visits,
+           SUM(CASE WHEN a.closed_on >= ? AND a.status = 'collected' THEN 1 ELSE 0 END)
+               AS collected,
+           SUM(CASE WHEN a.closed_on >= ? AND a.status = 'failed' THEN 1 ELSE 0 END) AS failed,
+           SUM(CASE WHEN a.closed_on >= ? THEN a.collected_minor ELSE 0 END) AS cash,
+           SUM(CASE WHEN a.closed_on >= ? THEN a.commission_minor ELSE 0 END) AS earned,
+           SUM(a.commission_minor) AS earned_to_date
+    FROM assignment a
+    WHERE a.tenant_id = ? AND a.closed_on <= ? AND a.status IN ('collected', 'failed')
+    GROUP BY a.collector_id
+), payouts AS (
+    SELECT l.staff_id,
+           SUM(CASE WHEN p.created_at >= ? AND p.created_at < ? THEN l.amount_minor ELSE 0 END)
+               AS paid_out,
+           SUM(CASE WHEN p.created_at < ? THEN l.amount_minor ELSE 0 END) AS paid_to_date
+    FROM ledger_posting p
+    JOIN ledger_leg l ON l.posting_id = p.id AND l.account = 'commission_payable'
+    WHERE p.tenant_id = ? AND p.kind = 'commission_payout'
+    GROUP BY l.staff_id
+)
+SELECT s.id, s.name, s.phone, s.deleted_at,
+       COALESCE(v.visits, 0) AS visits, COALESCE(v.collected, 0) AS collected,
+       COALESCE(v.failed, 0) AS failed, COALESCE(v.cash, 0) AS cash,
+       COALESCE(v.earned, 0) AS earned, COALESCE(pa.paid_out, 0) AS paid_out,
+       COALESCE(v.earned_to_date, 0) - COALESCE(pa.paid_to_date, 0) AS balance
+FROM staff s
+LEFT JOIN visits v ON v.collector_id = s.id
+LEFT JOIN payouts pa ON pa.staff_id = s.id
+WHERE s.tenant_id = ? AND s.role = 'collector'
+  AND (CAST(? AS INTEGER) IS NULL OR s.id = ?)
+  AND (CAST(? AS INTEGER) IS NULL OR s.reseller_id = ?)
+  AND (s.deleted_at IS NULL OR v.collector_id IS NOT NULL OR pa.staff_id IS NOT NULL)
+ORDER BY s.name, s.id
+"""
+
+
+async def collector_report(
+    actor: Staff,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    collector_id: int | None = None,
+    now: datetime | None = None,
+) -> CollectorReport:
+    """Figures for one collector or all in scope; default period month-to-date (local).
+
+    A collector may read their own report; admins and reseller staff with
+    `collectors.view` read those in their scope.
+    """
+    require_active(actor)
+    if actor.role == Role.COLLECTOR:
+        if collector_id not in (None, actor.id):
+            raise InvalidInput("You can only see your own figures.")
+        collector_id = actor.id
+    else:
+        require_permission(actor, COLLECTORS_VIEW)
+        if collector_id is not None:
+            await find_collector(actor, collector_id)
+    tenant = await Tenant.get(id=actor.tenant_id)
+    today = local_today(now or utcnow(), tenant.timezone)
+    end = end or today
+    start = start or month_start(end)
+    if start > end:
+        raise InvalidInput("The period starts after it ends; swap the dates.")
+    if (end - start).days >= MAX_PERIOD_DAYS:
+        raise InvalidInput("Ask for at most a year at a time.")
+    start_at, _ = local_day_bounds(start, tenant.timezone)
+    _, end_at = local_day_bounds(end, tenant.timezone)
+    scope = None if actor.role == Role.ADMIN or actor.role == Role.COLLECTOR else actor.reseller_id
+    params = [start] * 5 + [tenant.id, end, start_at, end_at, end_at, tenant.id, tenant.id]
+    params += [collector_id, collector_id, scope, scope]
+    rows = await fetch(REPORT_SQL, params)
+    return CollectorReport(
+        start=start,
+        end=end,
+        currency=tenant.currency,
+        locale=tenant.locale,
+        rows=tuple(_figures(r) for r in rows),
+    )
+
+
+def _figures(r: dict) -> CollectorFigures:
+    visits, collected = int(r["visits"]), int(r["collected"])
+    return CollectorFigures(
+        collector_id=r["id"],
+        name=r["name"],
+        phone=r["phone"],
+        deleted=r["deleted_at"] is not None,
+        visits=visits,
+        collected=collected,
+        failed=int(r["failed"]),
+        success_rate_bp=collected * BASIS_POINTS // visits if visits else 0,
+        cash_collected_minor=int(r["cash"]),
+        commission_earned_minor=int(r["earned"]),
+        paid_out_minor=int(r["paid_out"]),
+        balance_minor=int(r["balance"]),
+    )
