@@ -191,3 +191,18 @@ async def test_unassigning_closes_the_stop_and_leaves_the_invoice_untouched():
     assert len(moved.assigned) == 1
     with pytest.raises(NotFound, match="not on any route"):
         await unassign(admin, invoice_number="INV-0000-0001", now=NOW)
+
+
+async def test_deleting_a_collector_releases_their_open_stops_for_someone_else():
+    from core.services.staff import delete_staff
+
+    tenant, admin, karim, jamal = await _office()
+    invoice = await make_invoice(await make_subscriber(tenant))
+    await assign_invoices(admin, collector_id=karim.id, numbers=[invoice.number], now=NOW)
+
+    await delete_staff(admin, staff_id=karim.id, now=NOW)
+
+    released = await Assignment.get(collector_id=karim.id)
+    assert (released.status, released.open_invoice_id) == (AssignmentStatus.REMOVED, None)
+    moved = await assign_invoices(admin, collector_id=jamal.id, numbers=[invoice.number], now=NOW)
+    assert len(moved.assigned) == 1
