@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 from pathlib import Path
 
 from core.config import Settings
@@ -147,7 +148,7 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> None:
     await run_demo(args.data_dir)
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Awaitable[None]]] = {
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]]] = {
     "migrate": _migrate,
     "tenant": _tenant,
     "invite": _invite,

@@ -55,6 +55,7 @@ class Reseller(Model):
     tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField(
         "models.Tenant", related_name="resellers"
     )
+    tenant_id: int
     name = fields.CharField(max_length=120)
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -70,16 +71,18 @@ class Staff(Model):
     tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField(
         "models.Tenant", related_name="staff"
     )
+    tenant_id: int
     role = fields.CharEnumField(Role, max_length=16)
     name = fields.CharField(max_length=120)
     phone = fields.CharField(max_length=20, null=True)
     telegram_user_id = fields.BigIntField(null=True, unique=True)
     # Reseller staff only: which of collectors.view/create/edit/assign/delete/commission_pay.
-    permissions = fields.JSONField(default=list)
+    permissions: fields.JSONField[list[str]] = fields.JSONField(default=list)
     commission_bp = fields.IntField(default=0)
     reseller: fields.ForeignKeyNullableRelation[Reseller] = fields.ForeignKeyField(
         "models.Reseller", related_name="staff", null=True
     )
+    reseller_id: int | None
     created_at = fields.DatetimeField(auto_now_add=True)
     deleted_at = fields.DatetimeField(null=True)
 
@@ -93,13 +96,16 @@ class Invite(Model):
 
     id = fields.IntField(primary_key=True)
     tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    tenant_id: int
     staff: fields.ForeignKeyRelation[Staff] = fields.ForeignKeyField(
         "models.Staff", related_name="invites"
     )
+    staff_id: int
     token_sha256 = fields.CharField(max_length=64, unique=True)
     created_by: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
         "models.Staff", related_name="invites_created", null=True
     )
+    created_by_id: int | None
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField()
     used_at = fields.DatetimeField(null=True)
@@ -114,6 +120,7 @@ class Plan(Model):
 
     id = fields.IntField(primary_key=True)
     tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    tenant_id: int
     name = fields.CharField(max_length=120)
     price_minor = fields.BigIntField()
     period_months = fields.IntField(default=1)
@@ -132,6 +139,7 @@ class CustomerClass(Model):
 
     id = fields.IntField(primary_key=True)
     tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    tenant_id: int
     name = fields.CharField(max_length=120)
     net_days = fields.IntField(default=30)
     out_of_turn_net_days = fields.IntField(default=6)
@@ -153,9 +161,11 @@ class Subscriber(Model):
 
     id = fields.IntField(primary_key=True)
     tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    tenant_id: int
     reseller: fields.ForeignKeyNullableRelation[Reseller] = fields.ForeignKeyField(
         "models.Reseller", null=True
     )
+    reseller_id: int | None
     username = fields.CharField(max_length=64)
     name = fields.CharField(max_length=160)
     phone = fields.CharField(max_length=20, null=True)
@@ -170,9 +180,11 @@ class Subscriber(Model):
     customer_class: fields.ForeignKeyNullableRelation[CustomerClass] = fields.ForeignKeyField(
         "models.CustomerClass", null=True
     )
+    customer_class_id: int | None
     plan: fields.ForeignKeyNullableRelation[Plan] = fields.ForeignKeyField(
         "models.Plan", null=True
     )
+    plan_id: int | None
     usage_bytes = fields.BigIntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -187,9 +199,11 @@ class Invoice(Model):
 
     id = fields.IntField(primary_key=True)
     tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    tenant_id: int
     subscriber: fields.ForeignKeyRelation[Subscriber] = fields.ForeignKeyField(
         "models.Subscriber", related_name="invoices"
     )
+    subscriber_id: int
     number = fields.CharField(max_length=40)
     kind = fields.CharEnumField(InvoiceKind, max_length=16, default=InvoiceKind.INVOICE)
     purpose = fields.CharEnumField(InvoicePurpose, max_length=16, default=InvoicePurpose.RENEWAL)
@@ -218,6 +232,7 @@ class StoredFile(Model):
 
     id = fields.IntField(primary_key=True)
     tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    tenant_id: int
     sha256 = fields.CharField(max_length=64)
     path = fields.CharField(max_length=500)
     content_type = fields.CharField(max_length=100)
@@ -235,26 +250,32 @@ class Payment(Model):
 
     id = fields.IntField(primary_key=True)
     tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    tenant_id: int
     invoice: fields.ForeignKeyRelation[Invoice] = fields.ForeignKeyField(
         "models.Invoice", related_name="payments"
     )
+    invoice_id: int
     subscriber: fields.ForeignKeyRelation[Subscriber] = fields.ForeignKeyField(
         "models.Subscriber", related_name="payments"
     )
+    subscriber_id: int
     amount_minor = fields.BigIntField()
     method = fields.CharEnumField(PaymentMethod, max_length=16, default=PaymentMethod.CASH)
     received_at = fields.DatetimeField()
     operator: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
         "models.Staff", related_name="payments_operated", null=True
     )
+    operator_id: int | None
     collector: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
         "models.Staff", related_name="payments_collected", null=True
     )
+    collector_id: int | None
     reference = fields.CharField(max_length=120, default="")
     note = fields.CharField(max_length=500, default="")
     receipt_file: fields.ForeignKeyNullableRelation[StoredFile] = fields.ForeignKeyField(
         "models.StoredFile", null=True
     )
+    receipt_file_id: int | None
     idempotency_key = fields.CharField(max_length=80)
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -269,12 +290,15 @@ class Assignment(Model):
 
     id = fields.IntField(primary_key=True)
     tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    tenant_id: int
     invoice: fields.ForeignKeyRelation[Invoice] = fields.ForeignKeyField(
         "models.Invoice", related_name="assignments"
     )
+    invoice_id: int
     collector: fields.ForeignKeyRelation[Staff] = fields.ForeignKeyField(
         "models.Staff", related_name="assignments"
     )
+    collector_id: int
     status = fields.CharEnumField(
         AssignmentStatus, max_length=16, default=AssignmentStatus.ASSIGNED
     )
@@ -285,6 +309,7 @@ class Assignment(Model):
     assigned_by: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
         "models.Staff", related_name="assignments_made", null=True
     )
+    assigned_by_id: int | None
     assigned_at = fields.DatetimeField(auto_now_add=True)
     notes = fields.CharField(max_length=500, default="")
     closed_at = fields.DatetimeField(null=True)
@@ -295,6 +320,7 @@ class Assignment(Model):
     payment: fields.ForeignKeyNullableRelation[Payment] = fields.ForeignKeyField(
         "models.Payment", null=True
     )
+    payment_id: int | None
     failure_reason = fields.CharEnumField(FailureReason, max_length=16, null=True)
     failure_note = fields.CharField(max_length=500, default="")
 
@@ -308,17 +334,21 @@ class LedgerPosting(Model):
 
     id = fields.IntField(primary_key=True)
     tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    tenant_id: int
     kind = fields.CharField(max_length=32)
     memo = fields.CharField(max_length=255, default="")
     payment: fields.ForeignKeyNullableRelation[Payment] = fields.ForeignKeyField(
         "models.Payment", null=True
     )
+    payment_id: int | None
     invoice: fields.ForeignKeyNullableRelation[Invoice] = fields.ForeignKeyField(
         "models.Invoice", null=True
     )
+    invoice_id: int | None
     created_by: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
         "models.Staff", null=True
     )
+    created_by_id: int | None
     # Set for movements a person triggers by a button (payouts): a second press posts nothing.
     idempotency_key = fields.CharField(max_length=80, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -334,16 +364,20 @@ class LedgerLeg(Model):
 
     id = fields.IntField(primary_key=True)
     tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    tenant_id: int
     posting: fields.ForeignKeyRelation[LedgerPosting] = fields.ForeignKeyField(
         "models.LedgerPosting", related_name="legs"
     )
+    posting_id: int
     account = fields.CharField(max_length=32)
     staff: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
         "models.Staff", null=True
     )
+    staff_id: int | None
     subscriber: fields.ForeignKeyNullableRelation[Subscriber] = fields.ForeignKeyField(
         "models.Subscriber", null=True
     )
+    subscriber_id: int | None
     amount_minor = fields.BigIntField()
 
     class Meta:
@@ -356,16 +390,19 @@ class OutboxMessage(Model):
 
     id = fields.IntField(primary_key=True)
     tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    tenant_id: int
     channel = fields.CharField(max_length=16)
     kind = fields.CharField(max_length=32)
     recipient = fields.CharField(max_length=64)
     invoice: fields.ForeignKeyNullableRelation[Invoice] = fields.ForeignKeyField(
         "models.Invoice", null=True
     )
+    invoice_id: int | None
     payment: fields.ForeignKeyNullableRelation[Payment] = fields.ForeignKeyField(
         "models.Payment", null=True
     )
-    payload = fields.JSONField(default=dict)
+    payment_id: int | None
+    payload: fields.JSONField[dict] = fields.JSONField(default=dict)
     # One message per purpose: e.g. "receipt:<payment id>"; a retried service queues nothing new.
     dedupe_key = fields.CharField(max_length=120)
     status = fields.CharField(max_length=16, default="pending")
@@ -387,18 +424,21 @@ class NotificationLog(Model):
 
     id = fields.IntField(primary_key=True)
     tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    tenant_id: int
     message: fields.ForeignKeyRelation[OutboxMessage] = fields.ForeignKeyField(
         "models.OutboxMessage", related_name="events"
     )
+    message_id: int
     invoice: fields.ForeignKeyNullableRelation[Invoice] = fields.ForeignKeyField(
         "models.Invoice", null=True
     )
+    invoice_id: int | None
     status = fields.CharField(max_length=16)
     occurred_at = fields.DatetimeField()
     received_at = fields.DatetimeField(auto_now_add=True)
     remote_addr = fields.CharField(max_length=64, default="")
     user_agent = fields.CharField(max_length=255, default="")
-    event = fields.JSONField(default=dict)
+    event: fields.JSONField[dict] = fields.JSONField(default=dict)
 
     class Meta:
         table = "notification_log"
@@ -412,10 +452,12 @@ class AuditLog(Model):
     tenant: fields.ForeignKeyNullableRelation[Tenant] = fields.ForeignKeyField(
         "models.Tenant", null=True
     )
+    tenant_id: int | None
     actor_kind = fields.CharField(max_length=16)  # staff / system / webhook / cli
     actor_staff: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
         "models.Staff", null=True
     )
+    actor_staff_id: int | None
     action = fields.CharField(max_length=64)
     object_type = fields.CharField(max_length=32)
     object_id = fields.IntField(null=True)
@@ -425,7 +467,7 @@ class AuditLog(Model):
     telegram_update_id = fields.BigIntField(null=True)
     remote_addr = fields.CharField(max_length=64, default="")
     user_agent = fields.CharField(max_length=255, default="")
-    details = fields.JSONField(default=dict)
+    details: fields.JSONField[dict] = fields.JSONField(default=dict)
 
     class Meta:
         table = "audit_log"

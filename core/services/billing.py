@@ -7,7 +7,7 @@ subscriber's outstanding balance is the sum of their receivable legs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -23,12 +23,11 @@ from core.domain.status import (
     InvoiceStatus,
     SubscriberStatus,
 )
+from core.domain.terms import default_due_date, default_reminder_days
 from core.errors import Conflict, InvalidAmount, InvalidInput, NotFound
 from core.services.access import SYSTEM, Origin, in_reseller_scope, require_admin
 from core.services.audit import write_audit
 from core.services.ledger import post
-
-DEFAULT_NET_DAYS = 30
 
 
 async def create_tenant(
@@ -242,20 +241,16 @@ async def create_invoice(
     if subscriber is None or not in_reseller_scope(actor, subscriber.reseller_id):
         raise NotFound("There is no such subscriber in your company.")
     if due_date is None:
-        net = DEFAULT_NET_DAYS
+        terms = None
         if subscriber.customer_class_id:
             cls = await CustomerClass.get(id=subscriber.customer_class_id)
-            net = (
-                cls.out_of_turn_net_days if purpose == InvoicePurpose.OUT_OF_TURN else cls.net_days
-            )
-        due_date = issue_date + timedelta(days=net)
+            terms = (cls.net_days, cls.out_of_turn_net_days)
+        due_date = default_due_date(issue_date, purpose, terms)
     if due_date < issue_date:
         raise InvalidInput("The due date cannot be before the issue date.")
     if reminder_days is None:
-        if kind == InvoiceKind.DEBIT_NOTE:
-            reminder_days = 5
-        elif subscriber.plan_id:
-            reminder_days = (await Plan.get(id=subscriber.plan_id)).reminder_days
+        plan = await Plan.get_or_none(id=subscriber.plan_id) if subscriber.plan_id else None
+        reminder_days = default_reminder_days(kind, plan.reminder_days if plan else None)
     number = (number or "").strip() or await next_invoice_number(actor.tenant_id, issue_date)
     try:
         async with in_transaction() as conn:

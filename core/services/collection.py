@@ -173,7 +173,7 @@ async def _collect(
     tenant = await Tenant.get(id=actor.tenant_id)
     today = local_today(now, tenant.timezone)
     async with in_transaction() as conn:
-        invoice = await Invoice.get(id=stop.invoice_id).using_db(conn)
+        invoice = await Invoice.get(id=stop.invoice_id, using_db=conn)
         if invoice.status not in COLLECTIBLE:
             raise Conflict(f"{invoice.number} is {invoice.status.value}; nothing to collect.")
         balance = invoice.amount_minor - invoice.paid_minor
@@ -185,7 +185,7 @@ async def _collect(
                 f"At most {format_money(balance, tenant.currency, tenant.locale)} is due "
                 f"on {invoice.number}."
             )
-        collector = await Staff.get(id=stop.collector_id).using_db(conn)
+        collector = await Staff.get(id=stop.collector_id, using_db=conn)
         commission = commission_on(amount, collector.commission_bp)
 
         closed = (
@@ -242,7 +242,7 @@ async def _collect(
             created_by_id=actor.id,
             memo=invoice.number,
         )
-        subscriber = await Subscriber.get(id=invoice.subscriber_id).using_db(conn)
+        subscriber = await Subscriber.get(id=invoice.subscriber_id, using_db=conn)
         new_expiry = None
         if new_status == InvoiceStatus.PAID and invoice.purpose == InvoicePurpose.RENEWAL:
             new_expiry = await _renew(conn, subscriber, today)
@@ -298,7 +298,7 @@ async def _renew(conn, subscriber: Subscriber, today: date) -> date:
     """
     period = 1
     if subscriber.plan_id:
-        period = (await Plan.get(id=subscriber.plan_id).using_db(conn)).period_months
+        period = (await Plan.get(id=subscriber.plan_id, using_db=conn)).period_months
     new_expiry = extend_expiry(subscriber.expiry_date, today, period)
     status = (
         SubscriberStatus.ACTIVE
@@ -376,7 +376,7 @@ async def mark_failed(
         )
         if closed != 1:
             raise Conflict("This stop was already closed.")
-        invoice = await Invoice.get(id=stop.invoice_id).using_db(conn)
+        invoice = await Invoice.get(id=stop.invoice_id, using_db=conn)
         decision = decide_after_failed_visit(
             failed_visits_before=invoice.failed_visits,
             today=today,
@@ -422,7 +422,7 @@ async def mark_failed(
             },
             using_db=conn,
         )
-        subscriber = await Subscriber.get(id=invoice.subscriber_id).using_db(conn)
+        subscriber = await Subscriber.get(id=invoice.subscriber_id, using_db=conn)
     return FailureResult(
         assignment_id=stop.id,
         invoice_number=invoice.number,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from core.db.models import LedgerPosting, Staff, Tenant
+from core.db.models import LedgerLeg, LedgerPosting, Staff, Tenant
 from core.domain import ledger
 from core.domain.money import format_money
 from core.errors import InsufficientBalance, InvalidAmount
@@ -109,7 +109,7 @@ async def pay_commission(
 async def _replayed(posting: LedgerPosting, collector: Staff) -> PayoutResult:
     paid = sum(
         leg.amount_minor
-        for leg in await posting.legs.all()
+        for leg in await LedgerLeg.filter(posting_id=posting.id)
         if leg.account == ledger.COMMISSION_PAYABLE
     )
     balance = await commission_balance(posting.tenant_id, collector.id)
