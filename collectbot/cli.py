@@ -11,8 +11,8 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from core.config import Settings
 from core.db.models import Staff
