@@ -20,8 +20,9 @@ install: $(STAMP) ## Create .venv and install collectbot with its dev tools
 demo: $(STAMP) ## Run the whole collection story offline on a fresh SQLite database
 	$(BIN)/collectbot demo --data-dir demo-data
 
-test: $(STAMP) ## Lint, then run every test on SQLite and on PostgreSQL
+test: $(STAMP) ## Lint and type-check, then run every test on SQLite and on PostgreSQL
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	PYTHON=$(BIN)/python bash scripts/test.sh
 
 lint: $(STAMP) ## Ruff and mypy
