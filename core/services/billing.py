@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from babel.numbers import is_currency
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from core.db.models import CustomerClass, Invoice, Plan, Reseller, Staff, Subscriber, Tenant
 from core.domain import ledger
-from core.domain.money import minor_digits
 from core.domain.phones import normalise_phone
 from core.domain.status import (
     BillingMode,
@@ -40,12 +41,8 @@ async def create_tenant(
     origin: Origin = SYSTEM,
 ) -> Tenant:
     """A new ISP. Validates the currency (ISO 4217) and the time zone up front."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        minor_digits(currency.upper())
-    except Exception as exc:  # babel raises UnknownCurrencyError or ValueError
-        raise InvalidInput(f"{currency!r} is not an ISO 4217 currency code.") from exc
+    if not is_currency(currency.upper()):
+        raise InvalidInput(f"{currency!r} is not an ISO 4217 currency code, like BDT or USD.")
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
