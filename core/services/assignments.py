@@ -15,13 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from core.db.models import Assignment, AuditLog, Invoice, Staff, Tenant
 from core.domain.dates import local_today, utcnow
 from core.domain.status import AssignmentStatus, InvoiceStatus, Role
-from core.errors import InactiveStaff, InvalidInput, NotFound
+from core.errors import Conflict, InactiveStaff, InvalidInput, NotFound
 from core.services.access import (
     COLLECTORS_ASSIGN,
     SYSTEM,
@@ -245,6 +246,30 @@ async def _audit_assigned(actor, collector, items, ids, origin, conn) -> None:
     )
 
 
+async def close_stop(
+    conn: BaseDBAsyncClient,
+    stop_id: int,
+    status: AssignmentStatus,
+    *,
+    now: datetime,
+    today: date,
+    **outcome: object,
+) -> None:
+    """Close an open stop (collected, failed or removed) with its outcome columns.
+
+    The UPDATE only matches while the stop is still `assigned`: of two requests racing to
+    close it, exactly one changes a row; the other gets `Conflict` and its transaction
+    rolls back.
+    """
+    closed = (
+        await Assignment.filter(id=stop_id, status=AssignmentStatus.ASSIGNED)
+        .using_db(conn)
+        .update(status=status, open_invoice_id=None, closed_at=now, closed_on=today, **outcome)
+    )
+    if closed != 1:
+        raise Conflict("This stop was already closed.")
+
+
 @dataclass(frozen=True)
 class AssignPreview:
     """What `assign by filter` would do; confirm by passing `numbers` to `assign_invoices`."""
@@ -338,18 +363,13 @@ async def unassign(
     now = now or utcnow()
     tenant = await Tenant.get(id=actor.tenant_id)
     async with in_transaction() as conn:
-        changed = (
-            await Assignment.filter(id=stop.id, status=AssignmentStatus.ASSIGNED)
-            .using_db(conn)
-            .update(
-                status=AssignmentStatus.REMOVED,
-                open_invoice_id=None,
-                closed_at=now,
-                closed_on=local_today(now, tenant.timezone),
-            )
+        await close_stop(
+            conn,
+            stop.id,
+            AssignmentStatus.REMOVED,
+            now=now,
+            today=local_today(now, tenant.timezone),
         )
-        if changed != 1:
-            raise NotFound(f"{invoice_number} is not on any route.")
         await write_audit(
             tenant_id=actor.tenant_id,
             actor=actor,

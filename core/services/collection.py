@@ -57,6 +57,7 @@ from core.errors import (
     PermissionDenied,
 )
 from core.services.access import SYSTEM, Origin, require_active
+from core.services.assignments import close_stop
 from core.services.audit import write_audit
 from core.services.ledger import post
 from core.services.outbox import WHATSAPP, queue_message
@@ -188,20 +189,15 @@ async def _collect(
         collector = await Staff.get(id=stop.collector_id, using_db=conn)
         commission = commission_on(amount, collector.commission_bp)
 
-        closed = (
-            await Assignment.filter(id=stop.id, status=AssignmentStatus.ASSIGNED)
-            .using_db(conn)
-            .update(
-                status=AssignmentStatus.COLLECTED,
-                open_invoice_id=None,
-                closed_at=now,
-                closed_on=today,
-                collected_minor=amount,
-                commission_minor=commission,
-            )
+        await close_stop(
+            conn,
+            stop.id,
+            AssignmentStatus.COLLECTED,
+            now=now,
+            today=today,
+            collected_minor=amount,
+            commission_minor=commission,
         )
-        if closed != 1:
-            raise Conflict("This stop was already closed.")
         new_status = status_after_payment(invoice.amount_minor, invoice.paid_minor + amount)
         raised = (
             await Invoice.filter(id=invoice.id, paid_minor=invoice.paid_minor)
@@ -362,20 +358,15 @@ async def mark_failed(
     now = now or utcnow()
     today = local_today(now, tenant.timezone)
     async with in_transaction() as conn:
-        closed = (
-            await Assignment.filter(id=stop.id, status=AssignmentStatus.ASSIGNED)
-            .using_db(conn)
-            .update(
-                status=AssignmentStatus.FAILED,
-                open_invoice_id=None,
-                closed_at=now,
-                closed_on=today,
-                failure_reason=reason,
-                failure_note=cleaned_note,
-            )
+        await close_stop(
+            conn,
+            stop.id,
+            AssignmentStatus.FAILED,
+            now=now,
+            today=today,
+            failure_reason=reason,
+            failure_note=cleaned_note,
         )
-        if closed != 1:
-            raise Conflict("This stop was already closed.")
         invoice = await Invoice.get(id=stop.invoice_id, using_db=conn)
         decision = decide_after_failed_visit(
             failed_visits_before=invoice.failed_visits,

@@ -404,7 +404,12 @@ async def delete_staff(
         released = (
             await Assignment.filter(collector_id=staff.id, status=AssignmentStatus.ASSIGNED)
             .using_db(conn)
-            .update(status=AssignmentStatus.REMOVED, open_invoice_id=None, closed_at=now)
+            .update(
+                status=AssignmentStatus.REMOVED,
+                open_invoice_id=None,
+                closed_at=now,
+                closed_on=now.date(),
+            )
         )
         await write_audit(
             tenant_id=actor.tenant_id,
