@@ -472,3 +472,22 @@ class AuditLog(Model):
     class Meta:
         table = "audit_log"
         indexes = (("tenant", "object_type", "object_id"), ("tenant", "at"))
+
+
+class BotState(Model):
+    """The Telegram bot's persistence: one JSON document per (kind, key).
+
+    Kinds: `user`, `chat`, `bot`, `callback`, `conversation` (key = "<name>:<json key>").
+    Conversation state lives here, not in a process, so a restart resumes where a person
+    was and any process behind a load balancer can serve their next update.
+    """
+
+    id = fields.IntField(primary_key=True)
+    kind = fields.CharField(max_length=16)
+    key = fields.CharField(max_length=255)
+    data: fields.JSONField[dict | list | str | int | None] = fields.JSONField(null=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "bot_state"
+        unique_together = (("kind", "key"),)
