@@ -22,6 +22,10 @@ from tortoise import Tortoise, connections
 from core.db import constraints
 from core.db.orm import tortoise_config
 
+# PTB 22 warns on every RetryAfter unless opted in to timedelta values (its next major's
+# behaviour); warnings are errors here, and the application opts in the same way.
+os.environ.setdefault("PTB_TIMEDELTA", "1")
+
 BACKEND = os.environ.get("COLLECTBOT_TEST_DB", "sqlite")
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
