@@ -11,7 +11,17 @@ from __future__ import annotations
 
 
 class DomainError(Exception):
-    """Base class: a request the rules refuse. `str(error)` is the user-facing sentence."""
+    """Base class: a request the rules refuse. `str(error)` is the user-facing sentence.
+
+    `code` (optional) names the sentence in the chat catalogs (`errors.<code>`), with
+    `params` to fill it in, so the bot can say it in the reader's language; without a
+    code, or without a translation, the English sentence is shown.
+    """
+
+    def __init__(self, message: str, *, code: str = "", **params: object) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
 
 
 class NotFound(DomainError):
@@ -54,5 +64,5 @@ class ImportRejected(InvalidInput):
     """A CSV import found errors; nothing was written. `.errors` lists (row, field, message)."""
 
     def __init__(self, message: str, errors: list[tuple[int, str, str]]) -> None:
-        super().__init__(message)
+        super().__init__(message, code="import_rejected")
         self.errors = errors

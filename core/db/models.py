@@ -79,6 +79,8 @@ class Staff(Model):
     # Reseller staff only: which of collectors.view/create/edit/assign/delete/commission_pay.
     permissions: fields.JSONField[list[str]] = fields.JSONField(default=list)
     commission_bp = fields.IntField(default=0)
+    # The language this person reads the bot in (a catalog in templates/chat/).
+    language = fields.CharField(max_length=8, default="en")
     reseller: fields.ForeignKeyNullableRelation[Reseller] = fields.ForeignKeyField(
         "models.Reseller", related_name="staff", null=True
     )

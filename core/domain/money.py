@@ -14,7 +14,13 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-from babel.numbers import format_currency, get_currency_precision
+from babel.languages import get_official_languages
+from babel.numbers import (
+    format_currency,
+    format_decimal,
+    get_currency_precision,
+    get_currency_symbol,
+)
 
 from core.errors import InvalidAmount
 
@@ -37,9 +43,12 @@ def parse_amount(text: str, currency: str) -> int:
     digits = minor_digits(currency)
     cleaned = (text or "").strip()
     if cleaned.startswith("-"):
-        raise InvalidAmount("The amount must be more than zero.")
+        raise InvalidAmount("The amount must be more than zero.", code="amount_not_positive")
     if not _AMOUNT_RE.match(cleaned):
-        raise InvalidAmount(f"Type the amount as a number, like 1500 or 1500.50 ({currency}).")
+        raise InvalidAmount(
+            f"Type the amount as a number, like 1500 or 1500.50 ({currency}).",
+            code="amount_not_number",
+        )
     try:
         value = Decimal(cleaned.replace(",", ""))
     except InvalidOperation as exc:  # pragma: no cover - the regex already guards this
@@ -48,11 +57,15 @@ def parse_amount(text: str, currency: str) -> int:
     assert isinstance(exponent, int)
     if -exponent > digits and value != value.quantize(Decimal(1).scaleb(-digits)):
         if digits == 0:
-            raise InvalidAmount(f"{currency} has no decimals: type a whole number.")
-        raise InvalidAmount(f"{currency} has at most {digits} decimals.")
+            raise InvalidAmount(
+                f"{currency} has no decimals: type a whole number.", code="amount_whole_only"
+            )
+        raise InvalidAmount(
+            f"{currency} has at most {digits} decimals.", code="amount_too_precise", digits=digits
+        )
     minor = int(value.scaleb(digits))
     if minor <= 0:
-        raise InvalidAmount("The amount must be more than zero.")
+        raise InvalidAmount("The amount must be more than zero.", code="amount_not_positive")
     return minor
 
 
@@ -64,6 +77,28 @@ def to_decimal(amount_minor: int, currency: str) -> Decimal:
 def format_money(amount_minor: int, currency: str, locale: str = "en") -> str:
     """Locale-aware text for an amount, e.g. `৳1,500.00` or `BHD 12.500`."""
     return format_currency(to_decimal(amount_minor, currency), currency, locale=locale)
+
+
+def currency_symbol(currency: str, country: str) -> str:
+    """The symbol people in the tenant's country write: ৳ for BDT in BD, $ for USD in US.
+
+    CLDR gives English speakers "BDT"; the country's own language knows the sign.
+    """
+    for language in get_official_languages(country):
+        symbol = get_currency_symbol(currency, f"{language}_{country}")
+        if symbol != currency:
+            return symbol
+    return get_currency_symbol(currency, "en")
+
+
+def display_money(amount_minor: int, currency: str, *, locale: str, country: str) -> str:
+    """Short money for chat: `৳1,500`, `৳1,500.50`, `-৳20` (decimals only when not whole)."""
+    digits = minor_digits(currency)
+    whole = amount_minor % (10**digits) == 0 if digits else True
+    pattern = "#,##0" if whole else "#,##0." + "0" * digits
+    number = format_decimal(abs(to_decimal(amount_minor, currency)), format=pattern, locale=locale)
+    sign = "-" if amount_minor < 0 else ""
+    return f"{sign}{currency_symbol(currency, country)}{number}"
 
 
 def allocate(amount_minor: int, weights: list[int]) -> list[int]:

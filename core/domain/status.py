@@ -97,9 +97,9 @@ ASSIGNMENT_TRANSITIONS: dict[AssignmentStatus, frozenset[AssignmentStatus]] = {
 }
 
 _CLOSED_ASSIGNMENT_SENTENCE = {
-    AssignmentStatus.COLLECTED: "This stop was already collected.",
-    AssignmentStatus.FAILED: "This stop was already marked failed.",
-    AssignmentStatus.REMOVED: "This stop was taken off the route by the office.",
+    AssignmentStatus.COLLECTED: ("This stop was already collected.", "stop_collected"),
+    AssignmentStatus.FAILED: ("This stop was already marked failed.", "stop_failed"),
+    AssignmentStatus.REMOVED: ("This stop was taken off the route by the office.", "stop_removed"),
 }
 
 COLLECTIBLE = frozenset({InvoiceStatus.UNPAID, InvoiceStatus.PARTIAL})
@@ -115,7 +115,10 @@ def transition_invoice(current: InvoiceStatus, new: InvoiceStatus) -> InvoiceSta
 def transition_assignment(current: AssignmentStatus, new: AssignmentStatus) -> AssignmentStatus:
     """Return `new` if a route stop may move there from `current`, else raise `Conflict`."""
     if new not in ASSIGNMENT_TRANSITIONS[current]:
-        raise Conflict(_CLOSED_ASSIGNMENT_SENTENCE.get(current, "This stop is closed."))
+        sentence, code = _CLOSED_ASSIGNMENT_SENTENCE.get(
+            current, ("This stop was already closed.", "stop_closed")
+        )
+        raise Conflict(sentence, code=code)
     return new
 
 

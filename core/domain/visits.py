@@ -40,7 +40,11 @@ def check_failure_note(reason: FailureReason, note: str | None) -> str:
     """`other` needs a line of text; every note is trimmed and bounded."""
     cleaned = (note or "").strip()
     if reason is FailureReason.OTHER and not cleaned:
-        raise InvalidInput("Tell me what happened in a few words.")
+        raise InvalidInput("Tell me what happened in a few words.", code="failure_note_required")
     if len(cleaned) > MAX_NOTE_LENGTH:
-        raise InvalidInput(f"Keep the note under {MAX_NOTE_LENGTH} characters.")
+        raise InvalidInput(
+            f"Keep the note under {MAX_NOTE_LENGTH} characters.",
+            code="note_too_long",
+            limit=MAX_NOTE_LENGTH,
+        )
     return cleaned

@@ -60,7 +60,7 @@ CLI = Origin(channel="cli")
 def require_active(staff: Staff) -> None:
     """A deleted staff member can no longer act (their history stays)."""
     if staff.deleted_at is not None:
-        raise InactiveStaff("This account was removed by the office.")
+        raise InactiveStaff("This account was removed by the office.", code="staff_removed")
 
 
 def require_permission(actor: Staff, permission: str) -> None:

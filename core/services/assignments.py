@@ -267,7 +267,7 @@ async def close_stop(
         .update(status=status, open_invoice_id=None, closed_at=now, closed_on=today, **outcome)
     )
     if closed != 1:
-        raise Conflict("This stop was already closed.")
+        raise Conflict("This stop was already closed.", code="stop_closed")
 
 
 @dataclass(frozen=True)

@@ -105,9 +105,9 @@ async def _load_stop(actor: Staff, assignment_id: int) -> Assignment:
     require_active(actor)
     stop = await Assignment.get_or_none(id=assignment_id, tenant_id=actor.tenant_id)
     if stop is None:
-        raise NotFound("This stop does not exist.")
+        raise NotFound("This stop does not exist.", code="stop_missing")
     if actor.role != Role.ADMIN and stop.collector_id != actor.id:
-        raise PermissionDenied("This stop is not on your route.")
+        raise PermissionDenied("This stop is not on your route.", code="not_your_stop")
     return stop
 
 
@@ -176,15 +176,23 @@ async def _collect(
     async with in_transaction() as conn:
         invoice = await Invoice.get(id=stop.invoice_id, using_db=conn)
         if invoice.status not in COLLECTIBLE:
-            raise Conflict(f"{invoice.number} is {invoice.status.value}; nothing to collect.")
+            raise Conflict(
+                f"{invoice.number} is {invoice.status.value}; nothing to collect.",
+                code="invoice_not_collectible",
+                number=invoice.number,
+                status=invoice.status.value,
+            )
         balance = invoice.amount_minor - invoice.paid_minor
         amount = balance if amount_minor is None else amount_minor
         if amount <= 0:
-            raise InvalidAmount("The amount must be more than zero.")
+            raise InvalidAmount("The amount must be more than zero.", code="amount_not_positive")
         if amount > balance:
             raise AmountAboveBalance(
                 f"At most {format_money(balance, tenant.currency, tenant.locale)} is due "
-                f"on {invoice.number}."
+                f"on {invoice.number}.",
+                code="amount_above_balance",
+                balance_minor=balance,
+                number=invoice.number,
             )
         collector = await Staff.get(id=stop.collector_id, using_db=conn)
         commission = commission_on(amount, collector.commission_bp)

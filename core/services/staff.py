@@ -543,3 +543,27 @@ def _check_commission(commission_bp: int) -> None:
 def _check_ttl(ttl: timedelta) -> None:
     if ttl <= timedelta(0):
         raise InvalidInput("An invitation must be valid for some time; give a positive period.")
+
+
+SUPPORTED_LANGUAGES = ("en", "bn")
+
+
+async def set_language(actor: Staff, *, language: str, origin: Origin = SYSTEM) -> Staff:
+    """The language this person reads the bot in (one of `SUPPORTED_LANGUAGES`)."""
+    require_active(actor)
+    if language not in SUPPORTED_LANGUAGES:
+        raise InvalidInput(f"Choose one of: {', '.join(SUPPORTED_LANGUAGES)}.")
+    async with in_transaction() as conn:
+        await Staff.filter(id=actor.id).using_db(conn).update(language=language)
+        await write_audit(
+            tenant_id=actor.tenant_id,
+            actor=actor,
+            action="staff.language",
+            object_type="staff",
+            object_id=actor.id,
+            origin=origin,
+            details={"from": actor.language, "to": language},
+            using_db=conn,
+        )
+    actor.language = language
+    return actor

@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.domain.money import allocate, commission_on, format_money, parse_amount, parse_rate
+from core.domain.money import (
+    allocate,
+    commission_on,
+    display_money,
+    format_money,
+    parse_amount,
+    parse_rate,
+)
 from core.errors import InvalidAmount
 
 
@@ -98,3 +105,19 @@ def test_percentages_out_of_range_or_too_fine_are_refused(typed):
 def test_amounts_are_formatted_for_the_currency():
     assert format_money(150_000, "BDT") == "BDT1,500.00"
     assert format_money(12_500, "KWD") == "KWD12.500"
+
+
+@pytest.mark.parametrize(
+    ("minor", "currency", "country", "text"),
+    [
+        (150_000, "BDT", "BD", "৳1,500"),
+        (150_050, "BDT", "BD", "৳1,500.50"),
+        (-2_000, "BDT", "BD", "-৳20"),
+        (12_500, "BHD", "BH", "د.ب.\u200f12.500"),
+        (999, "USD", "US", "$9.99"),
+    ],
+)
+def test_chat_amounts_use_the_countrys_own_sign_and_drop_zero_decimals(
+    minor, currency, country, text
+):
+    assert display_money(minor, currency, locale="en", country=country) == text

@@ -1,0 +1,68 @@
+"""The Telegram application: `build_application(settings)` wires everything once.
+
+Handler order matters (PTB runs the first matching handler of each group):
+  group -1  nothing yet (identity is checked per handler by `staff_only`)
+  group 0   /start, /help, /language, then each area's commands and buttons
+            (collector, then office), then typed input for a pending step, then the
+            catch-all that answers anything else
+  group 99  flush persistence: every update's state changes are written before the next
+"""
+
+from __future__ import annotations
+
+import os
+
+from telegram import Update
+from telegram.constants import ParseMode
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    ContextTypes,
+    Defaults,
+    TypeHandler,
+)
+
+from bot.errors import on_error
+from bot.handlers import start
+from bot.persistence import OrmPersistence
+from bot.processor import PerPersonUpdateProcessor
+from core.config import Settings
+
+FLUSH_GROUP = 99
+
+# PTB 22 warns on every RetryAfter until code opts in to timedelta values (v23 behaviour).
+os.environ.setdefault("PTB_TIMEDELTA", "1")
+
+
+async def flush_persistence(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Write what this update changed now, not at PTB's next minute tick."""
+    await context.application.update_persistence()
+
+
+def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
+    if not settings.bot_token:
+        raise ValueError("BOT_TOKEN is not set: the bot needs the token @BotFather gave you.")
+    builder = (
+        ApplicationBuilder()
+        .token(settings.bot_token)
+        .base_url(settings.telegram_api_url)
+        .base_file_url(settings.telegram_file_url)
+        .defaults(Defaults(parse_mode=ParseMode.HTML))
+        # Telegram allows ~30 messages/s overall and ~1/s per chat; 429s are retried.
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .persistence(OrmPersistence())
+        .concurrent_updates(PerPersonUpdateProcessor())
+    )
+    if settings.telegram_mode == "webhook":
+        builder = builder.updater(None)  # the aiohttp server feeds the update queue
+    application = builder.build()
+    register_handlers(application)
+    application.add_error_handler(on_error)
+    return application
+
+
+def register_handlers(application: Application) -> None:  # type: ignore[type-arg]
+    start.register(application)
+    start.register_fallback(application)
+    application.add_handler(TypeHandler(Update, flush_persistence), group=FLUSH_GROUP)
