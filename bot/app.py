@@ -23,8 +23,9 @@ from telegram.ext import (
     TypeHandler,
 )
 
+from bot import flows
 from bot.errors import on_error
-from bot.handlers import start
+from bot.handlers import collector, office, start
 from bot.persistence import OrmPersistence
 from bot.processor import PerPersonUpdateProcessor
 from core.config import Settings
@@ -40,7 +41,7 @@ async def flush_persistence(update: object, context: ContextTypes.DEFAULT_TYPE) 
     await context.application.update_persistence()
 
 
-def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
+def build_application(settings: Settings) -> Application:
     if not settings.bot_token:
         raise ValueError("BOT_TOKEN is not set: the bot needs the token @BotFather gave you.")
     builder = (
@@ -62,7 +63,10 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     return application
 
 
-def register_handlers(application: Application) -> None:  # type: ignore[type-arg]
+def register_handlers(application: Application) -> None:
     start.register(application)
+    collector.register(application)
+    office.register(application)
+    flows.register(application)
     start.register_fallback(application)
     application.add_handler(TypeHandler(Update, flush_persistence), group=FLUSH_GROUP)

@@ -8,7 +8,7 @@ sentence and nothing else.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from telegram import Update
@@ -21,7 +21,7 @@ from core.domain.status import Role
 from core.services.access import Origin
 from core.services.staff import identify_staff
 
-Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[Any]]
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, Any]]
 StaffHandler = Callable[[Update, ContextTypes.DEFAULT_TYPE, Staff], Awaitable[Any]]
 
 

@@ -49,11 +49,11 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             return
         await _greet(update, context, staff, "common.welcome")
         return
-    staff = await identify_staff(user.id)
-    if staff is None:
+    known = await identify_staff(user.id)
+    if known is None:
         await refuse_stranger(update)
         return
-    await _greet(update, context, staff, "common.welcome_back")
+    await _greet(update, context, known, "common.welcome_back")
 
 
 async def _greet(
@@ -111,13 +111,13 @@ async def fallback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await answer(update, await locale_for(staff, context), "common.unknown_input")
 
 
-def register_fallback(application: Application) -> None:  # type: ignore[type-arg]
+def register_fallback(application: Application) -> None:
     """Registered last in group 0 (see bot/app.py)."""
     application.add_handler(MessageHandler(filters.ALL, fallback))
     application.add_handler(CallbackQueryHandler(fallback))
 
 
-def register(application: Application) -> None:  # type: ignore[type-arg]
+def register(application: Application) -> None:
     application.add_handler(CommandHandler("start", start))
     application.add_handler(CommandHandler("help", show_help))
     application.add_handler(CommandHandler("language", choose_language))
