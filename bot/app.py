@@ -58,6 +58,8 @@ def build_application(settings: Settings) -> Application:
     if settings.telegram_mode == "webhook":
         builder = builder.updater(None)  # the aiohttp server feeds the update queue
     application = builder.build()
+    # Handlers read configuration (data dir, bot username) from here; never persisted.
+    application.bot_data["settings"] = settings
     register_handlers(application)
     application.add_error_handler(on_error)
     return application
