@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -31,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("migrate", help="create or upgrade the database schema (DATABASE_URL)")
+    sub.add_parser(
+        "serve", help="run the Telegram bot, the web server and the scheduler (Ctrl+C stops)"
+    )
 
     tenant = sub.add_parser("tenant", help="add a company (ISP) to this installation")
     tenant.add_argument("--name", required=True)
@@ -71,6 +75,15 @@ async def _migrate(args: argparse.Namespace, settings: Settings) -> None:
 
     applied = await migrate(settings.database_url)
     print(f"Applied {len(applied)} migration(s)." if applied else "The schema is up to date.")
+
+
+async def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    from collectbot.serve import serve
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    await serve(settings)
 
 
 async def _tenant(args: argparse.Namespace, settings: Settings) -> None:
@@ -150,6 +163,7 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> None:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]]] = {
     "migrate": _migrate,
+    "serve": _serve,
     "tenant": _tenant,
     "invite": _invite,
     "import": _import,
