@@ -328,7 +328,13 @@ class Assignment(Model):
 
     class Meta:
         table = "assignment"
-        indexes = (("collector", "status", "scheduled_on"), ("tenant", "closed_on"))
+        # Tortoise creates no foreign-key indexes: the ones lookups walk are declared here.
+        indexes = (
+            ("collector", "status", "scheduled_on"),
+            ("tenant", "closed_on"),
+            ("payment",),
+            ("invoice",),
+        )
 
 
 class LedgerPosting(Model):
@@ -384,7 +390,13 @@ class LedgerLeg(Model):
 
     class Meta:
         table = "ledger_leg"
-        indexes = (("tenant", "account", "staff"), ("subscriber", "account"))
+        # (tenant, account, staff) carries the amount so a collector's commission balance
+        # is an index-only sum; postings find their legs through (posting).
+        indexes = (
+            ("tenant", "account", "staff", "amount_minor"),
+            ("subscriber", "account"),
+            ("posting",),
+        )
 
 
 class OutboxMessage(Model):

@@ -2,8 +2,8 @@
 
 Figures per collector for the period (tenant-local days, inclusive): visits made, collected,
 failed, success rate, cash collected, commission earned, commission paid out; and their
-commission balance (all earned minus all paid, to date) which equals the credit balance of
-their `commission_payable` ledger account (a test holds the two together).
+commission balance *now* (what the office owes them today, whatever the period): the
+credit balance of their `commission_payable` ledger account.
 """
 
 from __future__ import annotations
@@ -55,44 +55,47 @@ class CollectorReport:
         return sum(getattr(r, field) for r in self.rows)
 
 
-# Visits: one pass over the collector's closed stops up to the period's end, period figures
-# by CASE, lifetime commission for the balance. Payouts: the (few) payout postings only.
+# Visits: one pass over the period's closed stops. Balance: the collectors' commission
+# accounts, summed from the (tenant, account, staff, amount) index without touching the
+# table. Paid out: the period's payout postings only (few rows).
 REPORT_SQL = """
 WITH visits AS (
     SELECT a.collector_id,
-           SUM(CASE WHEN a.closed_on >= ? AND a.status IN ('collected', 'failed')
-               THEN 1 ELSE 0 END) AS visits,
-           SUM(CASE WHEN a.closed_on >= ? AND a.status = 'collected' THEN 1 ELSE 0 END)
-               AS collected,
-           SUM(CASE WHEN a.closed_on >= ? AND a.status = 'failed' THEN 1 ELSE 0 END) AS failed,
-           SUM(CASE WHEN a.closed_on >= ? THEN a.collected_minor ELSE 0 END) AS cash,
-           SUM(CASE WHEN a.closed_on >= ? THEN a.commission_minor ELSE 0 END) AS earned,
-           SUM(a.commission_minor) AS earned_to_date
+           COUNT(*) AS visits,
+           SUM(CASE WHEN a.status = 'collected' THEN 1 ELSE 0 END) AS collected,
+           SUM(CASE WHEN a.status = 'failed' THEN 1 ELSE 0 END) AS failed,
+           SUM(a.collected_minor) AS cash,
+           SUM(a.commission_minor) AS earned
     FROM assignment a
-    WHERE a.tenant_id = ? AND a.closed_on <= ? AND a.status IN ('collected', 'failed')
+    WHERE a.tenant_id = ? AND a.closed_on >= ? AND a.closed_on <= ?
+      AND a.status IN ('collected', 'failed')
     GROUP BY a.collector_id
+), balances AS (
+    SELECT l.staff_id, -SUM(l.amount_minor) AS balance
+    FROM ledger_leg l
+    WHERE l.tenant_id = ? AND l.account = 'commission_payable'
+    GROUP BY l.staff_id
 ), payouts AS (
-    SELECT l.staff_id,
-           SUM(CASE WHEN p.created_at >= ? AND p.created_at < ? THEN l.amount_minor ELSE 0 END)
-               AS paid_out,
-           SUM(CASE WHEN p.created_at < ? THEN l.amount_minor ELSE 0 END) AS paid_to_date
+    SELECT l.staff_id, SUM(l.amount_minor) AS paid_out
     FROM ledger_posting p
     JOIN ledger_leg l ON l.posting_id = p.id AND l.account = 'commission_payable'
     WHERE p.tenant_id = ? AND p.kind = 'commission_payout'
+      AND p.created_at >= ? AND p.created_at < ?
     GROUP BY l.staff_id
 )
 SELECT s.id, s.name, s.phone, s.deleted_at,
        COALESCE(v.visits, 0) AS visits, COALESCE(v.collected, 0) AS collected,
        COALESCE(v.failed, 0) AS failed, COALESCE(v.cash, 0) AS cash,
        COALESCE(v.earned, 0) AS earned, COALESCE(pa.paid_out, 0) AS paid_out,
-       COALESCE(v.earned_to_date, 0) - COALESCE(pa.paid_to_date, 0) AS balance
+       COALESCE(b.balance, 0) AS balance
 FROM staff s
 LEFT JOIN visits v ON v.collector_id = s.id
+LEFT JOIN balances b ON b.staff_id = s.id
 LEFT JOIN payouts pa ON pa.staff_id = s.id
 WHERE s.tenant_id = ? AND s.role = 'collector'
   AND (CAST(? AS INTEGER) IS NULL OR s.id = ?)
   AND (CAST(? AS INTEGER) IS NULL OR s.reseller_id = ?)
-  AND (s.deleted_at IS NULL OR v.collector_id IS NOT NULL OR pa.staff_id IS NOT NULL)
+  AND (s.deleted_at IS NULL OR v.collector_id IS NOT NULL OR b.balance <> 0)
 ORDER BY s.name, s.id
 """
 
@@ -130,7 +133,7 @@ async def collector_report(
     start_at, _ = local_day_bounds(start, tenant.timezone)
     _, end_at = local_day_bounds(end, tenant.timezone)
     scope = None if actor.role == Role.ADMIN or actor.role == Role.COLLECTOR else actor.reseller_id
-    params = [start] * 5 + [tenant.id, end, start_at, end_at, end_at, tenant.id, tenant.id]
+    params = [tenant.id, start, end, tenant.id, tenant.id, start_at, end_at, tenant.id]
     params += [collector_id, collector_id, scope, scope]
     rows = await fetch(REPORT_SQL, params)
     return CollectorReport(
