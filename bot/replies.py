@@ -44,10 +44,47 @@ async def locale_for(staff: Staff, context: Any = None) -> Locale:
     return loc
 
 
+def _button(label: str, data: str) -> InlineKeyboardButton:
+    """A `https://` target is a link (a map), anything else is callback data."""
+    if data.startswith("https://"):
+        return InlineKeyboardButton(label, url=data)
+    return InlineKeyboardButton(label, callback_data=data)
+
+
 def inline(rows: Buttons) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in rows]
+    return InlineKeyboardMarkup([[_button(label, data) for label, data in row] for row in rows])
+
+
+async def send_text(
+    update: Update,
+    text: str,
+    buttons: Buttons | None = None,
+    *,
+    menu: ReplyKeyboardMarkup | None = None,
+) -> Message:
+    """A new message (already rendered HTML) in the chat of this update."""
+    assert update.effective_chat is not None
+    markup = inline(buttons) if buttons else menu
+    return await update.effective_chat.send_message(
+        text, parse_mode=ParseMode.HTML, reply_markup=markup
     )
+
+
+async def edit_text(update: Update, text: str, buttons: Buttons | None = None) -> None:
+    """Replace the text (and buttons) of the message whose button was pressed.
+
+    Editing keeps the chat short and retires the old buttons, so a stale one cannot be
+    pressed into a second payment.
+    """
+    query = update.callback_query
+    assert query is not None
+    try:
+        await query.edit_message_text(
+            text, parse_mode=ParseMode.HTML, reply_markup=inline(buttons) if buttons else None
+        )
+    except BadRequest as exc:
+        if "not modified" not in str(exc).lower():
+            raise
 
 
 async def send(
@@ -59,33 +96,15 @@ async def send(
     menu: ReplyKeyboardMarkup | None = None,
     **context: Any,
 ) -> Message:
-    """A new message in the chat of this update."""
-    assert update.effective_chat is not None
-    markup = inline(buttons) if buttons else menu
-    return await update.effective_chat.send_message(
-        render(loc, key, **context), parse_mode=ParseMode.HTML, reply_markup=markup
-    )
+    """A new message saying catalog `key` in the chat of this update."""
+    return await send_text(update, render(loc, key, **context), buttons, menu=menu)
 
 
 async def edit(
     update: Update, loc: Locale, key: str, *, buttons: Buttons | None = None, **context: Any
 ) -> None:
-    """Replace the text (and buttons) of the message whose button was pressed.
-
-    Editing keeps the chat short and retires the old buttons, so a stale one cannot be
-    pressed into a second payment.
-    """
-    query = update.callback_query
-    assert query is not None
-    try:
-        await query.edit_message_text(
-            render(loc, key, **context),
-            parse_mode=ParseMode.HTML,
-            reply_markup=inline(buttons) if buttons else None,
-        )
-    except BadRequest as exc:
-        if "not modified" not in str(exc).lower():
-            raise
+    """Replace the pressed message with catalog `key` (see `edit_text`)."""
+    await edit_text(update, render(loc, key, **context), buttons)
 
 
 async def answer(

@@ -26,6 +26,9 @@ from core.errors import InvalidAmount
 
 BASIS_POINTS = 10_000
 
+# People type Bengali (and Arabic-Indic) digits as often as ASCII ones.
+_DIGITS = str.maketrans("০১২৩৪৫৬৭৮৯٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
+
 _AMOUNT_RE = re.compile(r"^\s*(\d{1,3}(,\d{3})+|\d+)(\.\d+)?\s*$")
 
 
@@ -41,7 +44,7 @@ def parse_amount(text: str, currency: str) -> int:
         InvalidAmount: not a plain positive number, zero, or more decimals than the currency.
     """
     digits = minor_digits(currency)
-    cleaned = (text or "").strip()
+    cleaned = (text or "").strip().translate(_DIGITS)
     if cleaned.startswith("-"):
         raise InvalidAmount("The amount must be more than zero.", code="amount_not_positive")
     if not _AMOUNT_RE.match(cleaned):

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from core.db.models import Assignment, AuditLog, Invoice, Staff, Tenant
@@ -164,34 +163,25 @@ async def _insert_stops(
     now: datetime,
     origin: Origin,
 ) -> dict[str, int]:
-    """Insert open stops in bulk; if a concurrent assignment wins one, retry one by one."""
+    """Insert open stops in bulk; a stop the unique index refuses was won by someone else.
+
+    `ON CONFLICT DO NOTHING` (SQLite: `INSERT OR IGNORE`) lets a concurrent assignment of
+    one invoice cost that invoice only, not the whole batch. The stops that are now open
+    for this collector are read back (bulk inserts do not return ids on every backend).
+    """
     if not items:
         return {}
-    try:
-        async with in_transaction() as conn:
-            await Assignment.bulk_create(
-                [_stop(actor, collector, invoice_id, day, now) for _, invoice_id in items],
-                using_db=conn,
-                batch_size=1000,
-            )
-            ids = await _opened_ids(collector.id, [i for _, i in items], now, conn)
-            await _audit_assigned(actor, collector, items, ids, origin, conn)
-        return {n: ids[i] for n, i in items if i in ids}
-    except IntegrityError:
-        pass  # someone else assigned one of them meanwhile: fall back to one at a time
-    assigned: dict[str, int] = {}
-    for number, invoice_id in items:
-        try:
-            async with in_transaction() as conn:
-                stop = _stop(actor, collector, invoice_id, day, now)
-                await stop.save(using_db=conn)
-                await _audit_assigned(
-                    actor, collector, [(number, invoice_id)], {invoice_id: stop.id}, origin, conn
-                )
-            assigned[number] = stop.id
-        except IntegrityError:
-            continue
-    return assigned
+    async with in_transaction() as conn:
+        await Assignment.bulk_create(
+            [_stop(actor, collector, invoice_id, day, now) for _, invoice_id in items],
+            using_db=conn,
+            batch_size=1000,
+            ignore_conflicts=True,
+        )
+        ids = await _opened_ids(collector.id, [i for _, i in items], conn)
+        won = [(n, i) for n, i in items if i in ids]
+        await _audit_assigned(actor, collector, won, ids, origin, conn)
+    return {n: ids[i] for n, i in won}
 
 
 def _stop(actor: Staff, collector: Staff, invoice_id: int, day: date, now: datetime) -> Assignment:
@@ -207,7 +197,7 @@ def _stop(actor: Staff, collector: Staff, invoice_id: int, day: date, now: datet
     )
 
 
-async def _opened_ids(collector_id: int, invoice_ids: list[int], now: datetime, conn) -> dict:
+async def _opened_ids(collector_id: int, invoice_ids: list[int], conn: BaseDBAsyncClient) -> dict:
     # bulk_create does not return ids on every backend; the open stops we just wrote are the
     # ones for these invoices with this collector (the unique index allows no others).
     rows = await (

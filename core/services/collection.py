@@ -98,7 +98,8 @@ class FailureResult:
     next_assignment_id: int | None
 
 
-async def _load_stop(actor: Staff, assignment_id: int) -> Assignment:
+async def load_stop(actor: Staff, assignment_id: int) -> Assignment:
+    """The stop, if `actor` may act on it (raises stop_missing / not_your_stop)."""
     require_active(actor)
     stop = await Assignment.get_or_none(id=assignment_id, tenant_id=actor.tenant_id)
     _check_stop_for(actor, stop)
@@ -423,7 +424,7 @@ async def mark_failed(
             "The reason is one of not home, refused, wrong address, disconnected or other."
         ) from exc
     cleaned_note = check_failure_note(reason, note)
-    stop = await _load_stop(actor, assignment_id)
+    stop = await load_stop(actor, assignment_id)
     transition_assignment(AssignmentStatus(stop.status), AssignmentStatus.FAILED)
     tenant = await Tenant.get(id=actor.tenant_id)
     now = now or utcnow()

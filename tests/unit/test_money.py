@@ -121,3 +121,8 @@ def test_chat_amounts_use_the_countrys_own_sign_and_drop_zero_decimals(
     minor, currency, country, text
 ):
     assert display_money(minor, currency, locale="en", country=country) == text
+
+
+def test_bengali_and_arabic_indic_digits_are_read_as_numbers():
+    assert parse_amount("১৫০০", "BDT") == 150_000
+    assert parse_amount("١٢", "BHD") == 12_000
