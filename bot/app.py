@@ -38,6 +38,13 @@ os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 async def flush_persistence(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Write what this update changed now, not at PTB's next minute tick."""
+    # PTB marks the update's user and chat for persistence only after every group ran,
+    # i.e. after this handler; without this a person's first update is never written.
+    if isinstance(update, Update):
+        context.application.mark_data_for_update_persistence(
+            chat_ids=update.effective_chat.id if update.effective_chat else None,
+            user_ids=update.effective_user.id if update.effective_user else None,
+        )
     await context.application.update_persistence()
 
 
