@@ -61,9 +61,9 @@ from bench.common import (
     throwaway_database,
 )
 from core.db.models import Staff
-from core.domain.dates import add_months, local_day_bounds, local_today, month_start, utcnow
+from core.domain.dates import add_months, local_today, month_start, utcnow
 from core.domain.money import commission_on
-from core.services.reports import REPORT_SQL, collector_report
+from core.services.reports import REPORT_SQL, collector_report, report_params
 
 GOAL = 0.8
 RUNS = 7
@@ -379,11 +379,7 @@ async def ceiling(s: RawSession, tenant_id: int, start: date, end: date) -> dict
 
 async def report_sql_raw(s: RawSession, tenant_id: int, start: date, end: date) -> int:
     """REPORT_SQL with the parameters `collector_report` passes, sent raw."""
-    start_at, _ = local_day_bounds(start, TIMEZONE)
-    _, end_at = local_day_bounds(end, TIMEZONE)
-    params = [start] * 5 + [tenant_id, end, start_at, end_at, end_at, tenant_id, tenant_id]
-    params += [None, None, None, None]
-    return len(await s.fetch(REPORT_SQL, *params))
+    return len(await s.fetch(REPORT_SQL, *report_params(tenant_id, start, end, TIMEZONE)))
 
 
 async def run_alternating(

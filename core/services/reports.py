@@ -130,11 +130,10 @@ async def collector_report(
         raise InvalidInput("The period starts after it ends; swap the dates.")
     if (end - start).days >= MAX_PERIOD_DAYS:
         raise InvalidInput("Ask for at most a year at a time.")
-    start_at, _ = local_day_bounds(start, tenant.timezone)
-    _, end_at = local_day_bounds(end, tenant.timezone)
-    scope = None if actor.role == Role.ADMIN or actor.role == Role.COLLECTOR else actor.reseller_id
-    params = [tenant.id, start, end, tenant.id, tenant.id, start_at, end_at, tenant.id]
-    params += [collector_id, collector_id, scope, scope]
+    scope = None if actor.role in (Role.ADMIN, Role.COLLECTOR) else actor.reseller_id
+    params = report_params(
+        tenant.id, start, end, tenant.timezone, collector_id=collector_id, reseller_id=scope
+    )
     rows = await fetch(REPORT_SQL, params)
     return CollectorReport(
         start=start,
@@ -143,6 +142,24 @@ async def collector_report(
         locale=tenant.locale,
         rows=tuple(_figures(r) for r in rows),
     )
+
+
+def report_params(
+    tenant_id: int,
+    start: date,
+    end: date,
+    timezone: str,
+    *,
+    collector_id: int | None = None,
+    reseller_id: int | None = None,
+) -> list[object]:
+    """REPORT_SQL's parameters, in order: payouts are timed in UTC instants of local days."""
+    start_at, _ = local_day_bounds(start, timezone)
+    _, end_at = local_day_bounds(end, timezone)
+    return [
+        *(tenant_id, start, end, tenant_id, tenant_id, start_at, end_at, tenant_id),
+        *(collector_id, collector_id, reseller_id, reseller_id),
+    ]
 
 
 def _figures(r: dict) -> CollectorFigures:
