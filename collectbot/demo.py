@@ -1,50 +1,46 @@
-"""`collectbot demo`: the whole collection story, offline, on a fresh SQLite database.
+"""`collectbot demo`: the whole collection story, offline, through the real bot.
 
-It goes through the same services the bot calls (no shortcuts into the tables), so the
-story it prints is what the product does: an office sets up, imports its subscribers and
-invoices, invites a collector, builds a route; the collector collects in full, in part, and
-meets a closed door; the office reads the report and pays the commission.
+The real PTB Application and the real aiohttp server run against a fake Telegram Bot API
+on loopback (`collectbot.fakes.telegram`); every tap is an update POSTed to `/telegram`
+with the webhook secret, exactly as Telegram would deliver it. The office sets up from
+the command line (company, first admin, CSV imports), then everything happens in chat:
+the admin invites a collector and builds his route; the collector collects one stop in
+full with a receipt photo, one in part by bKash, and meets a closed door; the admin reads
+the report (PDF and XLSX land in the data directory), pays the commission and looks up an
+invoice's story. The transcript prints as the chats would read.
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
+import io
+import re
 import shutil
-from datetime import timedelta
+import socket
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+import aiohttp
+from aiohttp import web
+from PIL import Image, ImageDraw
+
+from bot.app import build_application
+from collectbot.fakes.telegram import ChatEntry, FakeTelegram, FakeUser
+from core.config import Settings
 from core.db.migrate import migrate
-from core.db.models import OutboxMessage, Tenant
+from core.db.models import LedgerLeg, OutboxMessage
 from core.db.orm import database
-from core.domain.dates import utcnow
-from core.domain.money import format_money, to_decimal
-from core.domain.status import PaymentMethod, Role
-from core.services.access import CLI, Origin
-from core.services.assignments import assign_invoices, preview_assignment
+from core.domain.status import Role
+from core.services.access import CLI
 from core.services.billing import create_plan, create_reseller, create_tenant
-from core.services.collection import mark_collected, mark_failed
-from core.services.commission import pay_commission
 from core.services.importing import import_invoices, import_subscribers
-from core.services.reports import CollectorReport, collector_report
-from core.services.route import get_route
-from core.services.staff import create_invite, invite_link, redeem_invite
+from core.services.staff import create_invite, invite_link
+from webhooks.app import SECRET_HEADER, create_web_app
 
-ADMIN_TELEGRAM_ID = 5551001
-COLLECTOR_TELEGRAM_ID = 5551002
-
-
-def _say(who: str, text: str) -> None:
-    pad = " " * (len(who) + 2)
-    lines = text.splitlines() or [""]
-    print(f"{who}: {lines[0]}")
-    for line in lines[1:]:
-        print(f"{pad}{line}")
-
-
-def _demo_csv(name: str) -> bytes:
-    return resources.files("collectbot").joinpath("demo_data", name).read_bytes()
+TOKEN = "700000001:DEMO-offline-token"
+SECRET = "demo-webhook-secret"
+BOT_USERNAME = "dhaka_fiber_bot"
 
 
 def _fresh_dir(data_dir: Path) -> None:
@@ -53,25 +49,143 @@ def _fresh_dir(data_dir: Path) -> None:
     data_dir.mkdir(parents=True)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _receipt_photo() -> bytes:
+    """A small JPEG of a handwritten-looking receipt, as a collector's phone would send."""
+    image = Image.new("RGB", (480, 320), "white")
+    pen = ImageDraw.Draw(image)
+    pen.text((20, 20), "Dhaka Fiber Net - money receipt", fill="black")
+    pen.text((20, 80), "Received 1,200 taka cash", fill="black")
+    pen.rectangle((10, 10, 470, 310), outline="black")
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def _demo_csv(name: str) -> bytes:
+    return resources.files("collectbot").joinpath("demo_data", name).read_bytes()
+
+
+class Stage:
+    """The bot and its far side, and a narrator printing each chat as it changes."""
+
+    def __init__(self, tg: FakeTelegram, application: Any, url: str) -> None:
+        self.tg = tg
+        self.application = application
+        self.url = url
+        self.session = aiohttp.ClientSession()
+        self.seen: dict[int, dict[int, tuple[str, tuple[tuple[str, ...], ...]]]] = {}
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def deliver(self, update: dict[str, Any]) -> None:
+        """POST the update to /telegram like Telegram would, and wait until it is handled."""
+        async with self.session.post(
+            self.url, json=update, headers={SECRET_HEADER: SECRET}
+        ) as response:
+            response.raise_for_status()
+        await self.settle()
+
+    async def settle(self) -> None:
+        processor = self.application.update_processor
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if self.application.update_queue.empty() and not processor.current_concurrent_updates:
+                return
+        raise RuntimeError("the bot did not finish handling an update")
+
+    async def say(self, user: FakeUser, text: str) -> None:
+        print(f"\n{user.first_name}: {text}")
+        await self.deliver(self.tg.message(user, text))
+        self.show(user)
+
+    async def tap(self, user: FakeUser, label: str, entry: ChatEntry | None = None) -> None:
+        """Press the button `label` (on `entry`, else on the newest message showing it)."""
+        print(f"\n{user.first_name}: [{label}]")
+        if entry is None:
+            update = self.tg.press(user, label)
+        else:
+            update = self.tg.callback(user, _callback_data(entry, label), entry.message_id)
+        await self.deliver(update)
+        self.show(user)
+
+    async def send_photo(self, user: FakeUser, data: bytes) -> None:
+        print(f"\n{user.first_name}: [photo of the receipt]")
+        self.tg.add_file("receipt-photo-1", data)
+        await self.deliver(self.tg.photo(user, "receipt-photo-1", file_size=len(data)))
+        self.show(user)
+
+    def show(self, user: FakeUser) -> None:
+        """Print the bot's messages in this chat that are new or changed since last time."""
+        seen = self.seen.setdefault(user.id, {})
+        for entry in self.tg.chat_log(user.id):
+            state = (entry.text, entry.buttons)
+            before = seen.get(entry.message_id)
+            if not entry.from_bot or before == state:
+                continue
+            seen[entry.message_id] = state
+            if before is not None and before[0] == entry.text:
+                continue  # only its buttons were retired: nothing new to read
+            print(entry.render("Bot"))
+
+    def bot_entries(self, user: FakeUser) -> list[ChatEntry]:
+        return [e for e in self.tg.chat_log(user.id) if e.from_bot]
+
+
+def _callback_data(entry: ChatEntry, label: str) -> str:
+    for row in (entry.message.get("reply_markup") or {}).get("inline_keyboard", []):
+        for button in row:
+            if button.get("text") == label and "callback_data" in button:
+                return str(button["callback_data"])
+    raise LookupError(f"no button {label!r} on message {entry.message_id}")
+
+
 async def run_demo(data_dir: Path) -> None:
     await asyncio.to_thread(_fresh_dir, data_dir)
     url = f"sqlite://{data_dir / 'demo.sqlite3'}"
     applied = await migrate(url)
-    print(f"== A fresh database at {data_dir / 'demo.sqlite3'} ({len(applied)} migration(s))\n")
-    async with database(url):
-        await _story(data_dir)
+    print(f"== A fresh database at {data_dir / 'demo.sqlite3'} ({len(applied)} migration(s))")
+    async with database(url), FakeTelegram(token=TOKEN, bot_username=BOT_USERNAME) as tg:
+        port = _free_port()
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            database_url=url,
+            data_dir=data_dir,
+            bot_token=TOKEN,
+            bot_username=BOT_USERNAME,
+            telegram_api_url=tg.base_url,
+            telegram_file_url=tg.base_file_url,
+            telegram_mode="webhook",
+            telegram_webhook_secret=SECRET,
+            http_port=port,
+        )
+        application = build_application(settings)
+        runner = web.AppRunner(create_web_app(settings, application))
+        async with application:
+            await application.start()
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            stage = Stage(tg, application, f"http://127.0.0.1:{port}/telegram")
+            try:
+                await _story(stage, data_dir)
+            finally:
+                await stage.close()
+                await application.stop()
+                await runner.cleanup()
 
 
-async def _story(data_dir: Path) -> None:
-    now = utcnow()
+async def _story(stage: Stage, data_dir: Path) -> None:
+    tg = stage.tg
+    print("\n== The office sets up (command line)")
     tenant = await create_tenant(
         name="Dhaka Fiber Net", currency="BDT", country="BD", timezone="Asia/Dhaka", origin=CLI
     )
-
-    def money(minor: int) -> str:
-        return format_money(minor, tenant.currency, tenant.locale)
-
-    print("== The office sets up")
     invite = await create_invite(
         None,
         tenant_id=tenant.id,
@@ -80,221 +194,95 @@ async def _story(data_dir: Path) -> None:
         phone="01911-000010",
         origin=CLI,
     )
-    _say("$ collectbot invite", invite_link("collectbot", invite.token))
-    admin = await redeem_invite(
-        token=invite.token,
-        telegram_user_id=ADMIN_TELEGRAM_ID,
-        origin=Origin(channel="telegram", telegram_user_id=ADMIN_TELEGRAM_ID),
+    print("$ collectbot tenant --name 'Dhaka Fiber Net'      -> company 1")
+    print(
+        f"$ collectbot invite --tenant 1 --role admin --name Nadia\n"
+        f"  {invite_link(BOT_USERNAME, invite.token)}"
     )
-    _say("Nadia", f"/start {invite.token[:6]}…  -> bound as admin of {tenant.name}")
-    office = Origin(channel="telegram", telegram_user_id=ADMIN_TELEGRAM_ID)
-    await create_plan(admin, name="Home 20 Mbps", price_minor=150_000, origin=office)
-    await create_reseller(admin, name="Lalmatia Net", origin=office)
+    admin = invite.staff
+    await create_plan(admin, name="Home 20 Mbps", price_minor=150_000, origin=CLI)
+    await create_reseller(admin, name="Lalmatia Net", origin=CLI)
+    nadia = tg.user(5551001, "Nadia")
+    await stage.say(nadia, f"/start {invite.token}")
+    subs = await import_subscribers(await _bound(admin.id), _demo_csv("subscribers.csv"))
+    invs = await import_invoices(await _bound(admin.id), _demo_csv("invoices.csv"))
+    print(f"\n$ collectbot import subscribers subscribers.csv --tenant 1   -> {subs.created}")
+    print(f"$ collectbot import invoices invoices.csv --tenant 1         -> {invs.created}")
 
-    subs = await import_subscribers(admin, _demo_csv("subscribers.csv"), origin=CLI)
-    invs = await import_invoices(admin, _demo_csv("invoices.csv"), origin=CLI)
-    _say("$ collectbot import", f"{subs.created} subscribers and {invs.created} invoices imported")
-
-    karim_invite = await create_invite(
-        admin,
-        role=Role.COLLECTOR,
-        name="Karim",
-        phone="01811-000020",
-        commission_bp=500,
-        origin=office,
-    )
-    karim = await redeem_invite(
-        token=karim_invite.token,
-        telegram_user_id=COLLECTOR_TELEGRAM_ID,
-        origin=Origin(channel="telegram", telegram_user_id=COLLECTOR_TELEGRAM_ID),
-    )
-    _say("Karim", "/start …  -> bound as collector (commission 5%)")
-
-    print("\n== Nadia builds Karim's route")
-    preview = await preview_assignment(admin, collector_id=karim.id, area="Dhanmondi", now=now)
-    _say("Nadia", "/assign Karim area=Dhanmondi")
-    _say(
-        "Bot",
-        f"Karim · Dhanmondi: {len(preview.numbers)} invoices, "
-        f"{money(preview.total_due_minor)} due  [Assign] [Cancel]",
-    )
-    result = await assign_invoices(
-        admin, collector_id=karim.id, numbers=list(preview.numbers), origin=office, now=now
-    )
-    _say(
-        "Bot",
-        f"{len(result.assigned)} stops added to Karim's route for {result.scheduled_on:%a %d %b}.",
-    )
-    extra = await assign_invoices(
-        admin,
-        collector_id=karim.id,
-        numbers=["INV-2026-0046", "INV-2026-0099"],
-        origin=office,
-        now=now,
-    )
-    _say("Nadia", "/assign Karim INV-2026-0046 INV-2026-0099")
-    _say(
-        "Bot",
-        " · ".join(
-            f"{o.number} {'assigned' if o.assignment_id else 'refused: ' + str(o.refused)}"
-            for o in extra.outcomes
-        ),
-    )
+    print("\n== Nadia invites a collector and builds his route")
+    await stage.say(nadia, "/newcollector Karim 01811-000020 5")
+    token = re.search(r"start=([A-Za-z0-9_-]+)", stage.bot_entries(nadia)[-1].text)
+    assert token is not None, "the bot did not answer with an invitation link"
+    karim = tg.user(5551002, "Karim")
+    await stage.say(karim, f"/start {token.group(1)}")
+    await stage.say(nadia, "/assign Karim area=Dhanmondi status=unpaid")
+    await stage.tap(nadia, _button_starting(stage, nadia, "Assign "))
+    await stage.say(nadia, "/assign Karim INV-2026-0046 INV-2026-0099")
 
     print("\n== Karim walks his route")
-    route = await get_route(karim, now=now)
-    _say(
-        "Bot",
-        f"{route.day:%A %d %b} · {len(route.stops)} stops · to collect "
-        f"{money(route.to_collect_minor)}",
-    )
-    for n, stop in enumerate(route.stops, start=1):
-        _say(
-            "Bot",
-            f"{n}/{len(route.stops)}  {stop.subscriber_name} · {stop.phone}\n"
-            f"{stop.address}, {stop.area} · due {money(stop.due_minor)} "
-            f"({stop.invoice_number})",
-        )
-    karim_origin = Origin(channel="telegram", telegram_user_id=COLLECTOR_TELEGRAM_ID)
-    first, second, third = route.stops[0], route.stops[1], route.stops[2]
+    await stage.say(karim, "🗺 Today's route")
+    cards = [e for e in stage.bot_entries(karim) if e.buttons and "Collected" in e.buttons[0]]
+    first, second, third = cards[0], cards[1], cards[2]
+    await stage.tap(karim, "Collected", first)
+    await stage.tap(karim, _button_starting(stage, karim, "Full "))
+    await stage.send_photo(karim, _receipt_photo())
 
-    full = await mark_collected(
-        karim,
-        assignment_id=first.assignment_id,
-        idempotency_key="demo-1",
-        origin=karim_origin,
-        now=now,
-    )
-    _say("Karim", f"[Collected] [Full {money(first.due_minor)} · cash] [Post without photo]")
-    expiry = f" · service runs to {full.new_expiry:%d %b %Y}" if full.new_expiry else ""
-    _say(
-        "Bot",
-        f"✅ {money(full.amount_minor)} posted · {full.invoice_number} "
-        f"{full.invoice_status.value}{expiry}\nReceipt queued for WhatsApp.",
-    )
+    await stage.tap(karim, "Collected", second)
+    await stage.tap(karim, "Other method")
+    await stage.tap(karim, "bKash")
+    await stage.tap(karim, "Other amount")
+    await stage.say(karim, "1000")
+    await stage.tap(karim, "Post without photo")
 
-    part_amount = first_round_hundred(second.due_minor)
-    part = await mark_collected(
-        karim,
-        assignment_id=second.assignment_id,
-        idempotency_key="demo-2",
-        amount_minor=part_amount,
-        method=PaymentMethod.BKASH,
-        reference="BK7Q2X",
-        origin=karim_origin,
-        now=now,
-    )
-    _say(
-        "Karim",
-        f"[Collected] [Other amount] > {to_decimal(part_amount, tenant.currency):.0f}"
-        "  [Other method] [bKash]",
-    )
-    _say(
-        "Bot",
-        f"✅ {money(part.amount_minor)} posted · {part.invoice_number} partly paid · "
-        f"{money(part.remaining_minor)} still due",
-    )
+    await stage.tap(karim, "Failed", third)
+    await stage.tap(karim, "Not home")
+    await stage.say(karim, "💰 Today")
 
-    failed = await mark_failed(
-        karim, assignment_id=third.assignment_id, reason="not_home", origin=karim_origin, now=now
-    )
-    _say("Karim", f"[Failed] [Not home]  ({third.subscriber_name})")
-    _say("Bot", f"Noted: not home. This stop comes back on {failed.return_on:%A %d %b}.")
+    print("\n== Nadia closes the day")
+    await stage.say(nadia, "/report")
+    saved = await asyncio.to_thread(_save_documents, tg, nadia, data_dir)
+    await stage.say(nadia, "/pay Karim")
+    await stage.tap(nadia, _button_starting(stage, nadia, "Pay "))
+    await stage.say(nadia, f"/invoice {_first_invoice_number(first)}")
 
-    after = await get_route(karim, now=now)
-    _say(
-        "Bot",
-        f"Today: {money(after.collected_today_minor)} collected · commission "
-        f"{money(after.commission_today_minor)} · {len(after.stops)} stops left",
-    )
-
-    print("\n== The office closes the day")
-    report = await collector_report(admin, now=now)
-    _print_report(report, money)
-    path = await asyncio.to_thread(_write_report_csv, report, data_dir)
-    karim_row = next(r for r in report.rows if r.collector_id == karim.id)
-    payout = await pay_commission(
-        admin, collector_id=karim.id, idempotency_key="demo-payout", origin=office
-    )
-    _say("Nadia", f"/pay Karim  [Pay {money(karim_row.balance_minor)}]")
-    _say(
-        "Bot",
-        f"Paid Karim {money(payout.paid_minor)}. Balance now {money(payout.balance_after_minor)}.",
-    )
     queued = await OutboxMessage.filter(tenant_id=tenant.id, status="pending").count()
-    print(f"\n{queued} WhatsApp receipts wait in the outbox; the report is in {path}.")
+    legs = await LedgerLeg.filter(tenant_id=tenant.id).values_list("amount_minor", flat=True)
     print(
-        f"The stop that failed returns on {(now + timedelta(days=2)):%d %b}; "
-        "every posting in the ledger sums to zero."
+        f"\n{queued} WhatsApp receipts wait in the outbox for the WhatsApp sender."
+        f"\nThe ledger's {len(legs)} legs sum to {sum(legs)}."
+        f"\nIn {data_dir}: " + ", ".join(p.name for p in saved)
     )
-    await _check_ledger(tenant)
+    if sum(legs) != 0:
+        raise SystemExit("the ledger does not balance")
 
 
-def first_round_hundred(due_minor: int) -> int:
-    """A realistic part payment: about two thirds of the due, in whole hundreds."""
-    return max(100, (due_minor * 2 // 3) // 10_000 * 10_000)
+async def _bound(staff_id: int) -> Any:
+    from core.db.models import Staff
+
+    return await Staff.get(id=staff_id)
 
 
-def _print_report(report: CollectorReport, money) -> None:
-    _say("Nadia", f"/report  ({report.start:%d %b} – {report.end:%d %b})")
-    for r in report.rows:
-        _say(
-            "Bot",
-            f"{r.name}: {r.visits} visits · {r.collected} collected · {r.failed} failed"
-            f" · success {r.success_rate_bp / 100:.0f}%\n"
-            f"cash {money(r.cash_collected_minor)} · commission "
-            f"{money(r.commission_earned_minor)} · paid {money(r.paid_out_minor)} · "
-            f"balance {money(r.balance_minor)}",
-        )
+def _button_starting(stage: Stage, user: FakeUser, prefix: str) -> str:
+    for entry in reversed(stage.bot_entries(user)):
+        for row in entry.buttons:
+            for label in row:
+                if label.startswith(prefix):
+                    return label
+    raise LookupError(f"no button starting with {prefix!r} for {user.first_name}")
 
 
-def _write_report_csv(report: CollectorReport, data_dir: Path) -> Path:
-    path = data_dir / f"collector-report-{report.start}-{report.end}.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(
-            [
-                "collector",
-                "visits",
-                "collected",
-                "failed",
-                "success_pct",
-                "cash",
-                "commission",
-                "paid_out",
-                "balance",
-                "currency",
-            ]
-        )
-        for r in report.rows:
-            writer.writerow(
-                [
-                    r.name,
-                    r.visits,
-                    r.collected,
-                    r.failed,
-                    f"{r.success_rate_bp / 100:.2f}",
-                    to_decimal(r.cash_collected_minor, report.currency),
-                    to_decimal(r.commission_earned_minor, report.currency),
-                    to_decimal(r.paid_out_minor, report.currency),
-                    to_decimal(r.balance_minor, report.currency),
-                    report.currency,
-                ]
-            )
-    return path
+def _first_invoice_number(card: ChatEntry) -> str:
+    found = re.search(r"INV-\d{4}-\d{4}", card.text)
+    assert found is not None
+    return found.group(0)
 
 
-async def _check_ledger(tenant: Tenant) -> None:
-    from tortoise.functions import Sum
-
-    from core.db.models import LedgerLeg
-
-    rows = (
-        await LedgerLeg.filter(tenant_id=tenant.id)
-        .annotate(total=Sum("amount_minor"))
-        .group_by("posting_id")
-        .values("posting_id", "total")
-    )
-    bad = [r for r in rows if r["total"] != 0]
-    if bad:
-        raise SystemExit(f"Unbalanced postings: {bad}")
+def _save_documents(tg: FakeTelegram, user: FakeUser, data_dir: Path) -> list[Path]:
+    """The report's PDF and XLSX as the admin received them in the chat."""
+    saved = []
+    for call in tg.sent(chat_id=user.id, method="sendDocument"):
+        for upload in call.files.values():
+            path = data_dir / upload.filename
+            path.write_bytes(upload.data)
+            saved.append(path)
+    return saved

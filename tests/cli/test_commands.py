@@ -28,7 +28,7 @@ def workdir(tmp_path: Path) -> tuple[Path, str]:
     return tmp_path, f"sqlite://{tmp_path}/office.sqlite3"
 
 
-def test_the_demo_tells_the_whole_story_and_leaves_the_report(tmp_path: Path):
+def test_the_demo_plays_the_whole_story_through_the_bot_and_leaves_the_documents(tmp_path):
     result = _run(
         "demo",
         "--data-dir",
@@ -40,17 +40,20 @@ def test_the_demo_tells_the_whole_story_and_leaves_the_report(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for line in (
-        "posted",
+        "Welcome, Karim! You are now a collector",
+        "[Assign 4 to Karim]",
+        "refused: not found",
+        "posted · INV-2026-0044 paid",
         "partly paid",
         "Noted: not home",
-        "refused: not found",
-        "Paid Karim",
-        "every posting in the ledger sums to zero",
+        "✅ Paid Karim",
+        "Receipt photo · INV-2026-0044",
+        "legs sum to 0.",
     ):
-        assert line in out
-    reports = list((tmp_path / "demo").glob("collector-report-*.csv"))
-    assert len(reports) == 1
-    assert reports[0].read_text(encoding="utf-8").startswith("collector,visits,collected")
+        assert line in out, line
+    assert "Traceback" not in result.stderr
+    made = sorted(p.suffix for p in (tmp_path / "demo").glob("collector-report-*"))
+    assert made == [".pdf", ".xlsx"]
 
 
 def test_an_office_is_set_up_from_the_command_line(workdir):
