@@ -246,7 +246,12 @@ async def _story(stage: Stage, data_dir: Path) -> None:
     await stage.say(nadia, f"/invoice {_first_invoice_number(first)}")
 
     queued = await OutboxMessage.filter(tenant_id=tenant.id, status="pending").count()
-    legs = await LedgerLeg.filter(tenant_id=tenant.id).values_list("amount_minor", flat=True)
+    legs = [
+        int(str(amount))
+        for amount in await LedgerLeg.filter(tenant_id=tenant.id).values_list(
+            "amount_minor", flat=True
+        )
+    ]
     print(
         f"\n{queued} WhatsApp receipts wait in the outbox for the WhatsApp sender."
         f"\nThe ledger's {len(legs)} legs sum to {sum(legs)}."
@@ -282,7 +287,7 @@ def _save_documents(tg: FakeTelegram, user: FakeUser, data_dir: Path) -> list[Pa
     saved = []
     for call in tg.sent(chat_id=user.id, method="sendDocument"):
         for upload in call.files.values():
-            path = data_dir / upload.filename
+            path = data_dir / (upload.filename or f"document-{len(saved) + 1}")
             path.write_bytes(upload.data)
             saved.append(path)
     return saved
