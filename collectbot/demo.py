@@ -284,7 +284,7 @@ def _first_invoice_number(card: ChatEntry) -> str:
 
 def _save_documents(tg: FakeTelegram, user: FakeUser, data_dir: Path) -> list[Path]:
     """The report's PDF and XLSX as the admin received them in the chat."""
-    saved = []
+    saved: list[Path] = []
     for call in tg.sent(chat_id=user.id, method="sendDocument"):
         for upload in call.files.values():
             path = data_dir / (upload.filename or f"document-{len(saved) + 1}")
