@@ -71,13 +71,17 @@ def require_permission(actor: Staff, permission: str) -> None:
     if actor.role == Role.RESELLER and permission in (actor.permissions or []):
         return
     words = _ACTION_WORDS.get(permission, permission)
-    raise PermissionDenied(f"You are not allowed to {words}. Ask an admin.")
+    raise PermissionDenied(
+        f"You are not allowed to {words}. Ask an admin.",
+        code="not_allowed",
+        permission=permission.replace(".", "_"),
+    )
 
 
 def require_admin(actor: Staff, words: str) -> None:
     require_active(actor)
     if actor.role != Role.ADMIN:
-        raise PermissionDenied(f"Only an admin can {words}.")
+        raise PermissionDenied(f"Only an admin can {words}.", code="admin_only")
 
 
 def in_reseller_scope(actor: Staff, reseller_id: int | None) -> bool:
@@ -108,5 +112,5 @@ async def find_collector(actor: Staff, collector_id: int) -> Staff:
         or collector.role != Role.COLLECTOR
         or not in_reseller_scope(actor, collector.reseller_id)
     ):
-        raise NotFound("There is no such collector in your company.")
+        raise NotFound("There is no such collector in your company.", code="no_such_collector")
     return collector

@@ -70,9 +70,17 @@ async def load_collector(actor: Staff, collector_id: int) -> Staff:
     """A collector who can take stops: in the actor's scope, not deleted, Telegram bound."""
     collector = await find_collector(actor, collector_id)
     if collector.deleted_at is not None:
-        raise InactiveStaff(f"{collector.name} was removed and cannot take stops.")
+        raise InactiveStaff(
+            f"{collector.name} was removed and cannot take stops.",
+            code="collector_removed",
+            name=collector.name,
+        )
     if collector.telegram_user_id is None:
-        raise InactiveStaff(f"{collector.name} has not opened their invitation link yet.")
+        raise InactiveStaff(
+            f"{collector.name} has not opened their invitation link yet.",
+            code="collector_unbound",
+            name=collector.name,
+        )
     return collector
 
 
@@ -96,9 +104,15 @@ async def assign_invoices(
     day = scheduled_on or local_today(now, tenant.timezone)
     wanted = list(dict.fromkeys(n.strip().upper() for n in numbers if n.strip()))
     if not wanted:
-        raise InvalidInput("Give at least one invoice number, like INV-2026-0042.")
+        raise InvalidInput(
+            "Give at least one invoice number, like INV-2026-0042.", code="numbers_required"
+        )
     if len(wanted) > MAX_INVOICES_PER_CALL:
-        raise InvalidInput(f"Assign at most {MAX_INVOICES_PER_CALL:,} invoices at a time.")
+        raise InvalidInput(
+            f"Assign at most {MAX_INVOICES_PER_CALL:,} invoices at a time.",
+            code="too_many_invoices",
+            limit=MAX_INVOICES_PER_CALL,
+        )
 
     rows = await Invoice.filter(tenant_id=actor.tenant_id, number__in=wanted).values(
         "id", "number", "status", "subscriber__reseller_id"
@@ -294,7 +308,7 @@ async def preview_assignment(
     elif status == "overdue":
         query = query.filter(due_date__lt=local_today(now or utcnow(), tenant.timezone))
     elif status:
-        raise InvalidInput("Status is one of unpaid, partial or overdue.")
+        raise InvalidInput("Status is one of unpaid, partial or overdue.", code="bad_status")
     if area:
         query = query.filter(subscriber__area__iexact=area.strip())
     if actor.role != Role.ADMIN:
@@ -302,7 +316,7 @@ async def preview_assignment(
     if reseller_id is not None:
         query = query.filter(subscriber__reseller_id=reseller_id)
     if limit is not None and limit <= 0:
-        raise InvalidInput("The limit must be a positive number.")
+        raise InvalidInput("The limit must be a positive number.", code="bad_limit")
     rows = await query.order_by("subscriber__area", "subscriber__street", "number").values(
         "id", "number", "amount_minor", "paid_minor", "subscriber__reseller_id"
     )
@@ -349,7 +363,9 @@ async def unassign(
         .first()
     )
     if stop is None or not in_reseller_scope(actor, stop.collector.reseller_id):
-        raise NotFound(f"{invoice_number} is not on any route.")
+        raise NotFound(
+            f"{invoice_number} is not on any route.", code="not_on_route", number=invoice_number
+        )
     now = now or utcnow()
     tenant = await Tenant.get(id=actor.tenant_id)
     async with in_transaction() as conn:

@@ -58,7 +58,7 @@ async def pay_commission(
     collector = await find_collector(actor, collector_id)
     tenant = await Tenant.get(id=actor.tenant_id)
     if amount_minor is not None and amount_minor <= 0:
-        raise InvalidAmount("The payout must be more than zero.")
+        raise InvalidAmount("The payout must be more than zero.", code="amount_not_positive")
     if idempotency_key:
         done = await LedgerPosting.get_or_none(
             tenant_id=actor.tenant_id, idempotency_key=idempotency_key
@@ -72,11 +72,18 @@ async def pay_commission(
             balance = await commission_balance(actor.tenant_id, collector.id, conn)
             amount = balance if amount_minor is None else amount_minor
             if amount <= 0:
-                raise InsufficientBalance(f"{collector.name} has no commission to pay.")
+                raise InsufficientBalance(
+                    f"{collector.name} has no commission to pay.",
+                    code="no_commission",
+                    name=collector.name,
+                )
             if amount > balance:
                 raise InsufficientBalance(
                     f"{collector.name} has only "
-                    f"{format_money(balance, tenant.currency, tenant.locale)} to pay."
+                    f"{format_money(balance, tenant.currency, tenant.locale)} to pay.",
+                    code="commission_short",
+                    name=collector.name,
+                    balance_minor=balance,
                 )
             posting = await post(
                 conn,

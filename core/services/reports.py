@@ -116,7 +116,7 @@ async def collector_report(
     require_active(actor)
     if actor.role == Role.COLLECTOR:
         if collector_id not in (None, actor.id):
-            raise InvalidInput("You can only see your own figures.")
+            raise InvalidInput("You can only see your own figures.", code="own_figures_only")
         collector_id = actor.id
     else:
         require_permission(actor, COLLECTORS_VIEW)
@@ -127,9 +127,11 @@ async def collector_report(
     end = end or today
     start = start or month_start(end)
     if start > end:
-        raise InvalidInput("The period starts after it ends; swap the dates.")
+        raise InvalidInput(
+            "The period starts after it ends; swap the dates.", code="period_reversed"
+        )
     if (end - start).days >= MAX_PERIOD_DAYS:
-        raise InvalidInput("Ask for at most a year at a time.")
+        raise InvalidInput("Ask for at most a year at a time.", code="period_too_long")
     scope = None if actor.role in (Role.ADMIN, Role.COLLECTOR) else actor.reseller_id
     params = report_params(
         tenant.id, start, end, tenant.timezone, collector_id=collector_id, reseller_id=scope
