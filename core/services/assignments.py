@@ -353,12 +353,12 @@ async def unassign(
 ) -> UnassignResult:
     """Take an invoice off whichever route it is open on; the invoice is untouched."""
     require_permission(actor, COLLECTORS_ASSIGN)
+    invoice_id = await Invoice.filter(
+        tenant_id=actor.tenant_id, number=invoice_number.strip().upper()
+    ).values_list("id", flat=True)
+    # The open stop, through the UNIQUE open_invoice_id (never a walk over all visits).
     stop = (
-        await Assignment.filter(
-            tenant_id=actor.tenant_id,
-            invoice__number=invoice_number.strip().upper(),
-            status=AssignmentStatus.ASSIGNED,
-        )
+        await Assignment.filter(open_invoice_id__in=list(invoice_id), tenant_id=actor.tenant_id)
         .prefetch_related("collector", "invoice")
         .first()
     )
