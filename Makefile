@@ -34,6 +34,7 @@ bench: $(STAMP) ## Run the benchmarks (see docs/performance.md)
 	$(BIN)/python -m bench.collect
 	$(BIN)/python -m bench.assign
 	$(BIN)/python -m bench.report
+	$(BIN)/python -m bench.bot
 
 migrations: $(STAMP) ## Regenerate the aerich migrations for both dialects from the models
 	$(BIN)/python -m core.db.makemigrations

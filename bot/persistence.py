@@ -38,9 +38,10 @@ class OrmPersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[str, A
     def __init__(self) -> None:
         # update_interval only matters as a fallback: the application flushes after each
         # update. Data must be JSON (ids, short strings): no pickles in the database.
-        # bot_data holds process wiring (settings), not state: it is not persisted.
+        # bot_data holds process wiring (settings), not state; no handler keeps chat data.
         super().__init__(
-            store_data=PersistenceInput(bot_data=False, callback_data=False), update_interval=60
+            store_data=PersistenceInput(bot_data=False, chat_data=False, callback_data=False),
+            update_interval=60,
         )
 
     # --- reading -------------------------------------------------------------------------
