@@ -32,7 +32,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from core.db.models import Assignment, Invite, Reseller, Staff, Tenant
-from core.domain.dates import utcnow
+from core.domain.dates import local_today, utcnow
 from core.domain.phones import normalise_phone
 from core.domain.status import AssignmentStatus, Role
 from core.errors import (
@@ -408,7 +408,10 @@ async def delete_staff(
                 status=AssignmentStatus.REMOVED,
                 open_invoice_id=None,
                 closed_at=now,
-                closed_on=now.date(),
+                # The tenant's calendar day, as every other closed stop records it.
+                closed_on=local_today(
+                    now, (await Tenant.get(id=staff.tenant_id, using_db=conn)).timezone
+                ),
             )
         )
         await write_audit(
