@@ -188,6 +188,11 @@ class Subscriber(Model):
     )
     plan_id: int | None
     usage_bytes = fields.BigIntField(default=0)
+    # The language of the subscriber's WhatsApp texts ("en", "bn", "ar"); None: the tenant's.
+    language = fields.CharField(max_length=8, null=True)
+    # The subscriber's last message to us on WhatsApp: free-form messages (our PDF receipt
+    # with a caption) are allowed for 24 hours after it; otherwise an approved template.
+    whatsapp_inbound_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -400,7 +405,14 @@ class LedgerLeg(Model):
 
 
 class OutboxMessage(Model):
-    """A message to deliver after commit (WhatsApp receipt, reminder, Telegram notice)."""
+    """A message to deliver after commit (WhatsApp receipt, reminder, Telegram notice).
+
+    `status` is our side of the journey: pending (waiting for its first or next attempt at
+    `next_attempt_at`), sending (claimed by `claimed_by` until `claimed_until`), sent,
+    failed (gave up, `last_error` says why) or refused (could never be sent, e.g. a landline).
+    `delivery_status` is the far side, from the gateway's webhooks, and only moves forward:
+    sent -> delivered -> read (failed may come instead).
+    """
 
     id = fields.IntField(primary_key=True)
     tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
@@ -422,7 +434,12 @@ class OutboxMessage(Model):
     status = fields.CharField(max_length=16, default="pending")
     attempts = fields.IntField(default=0)
     next_attempt_at = fields.DatetimeField(null=True)
+    # A claim is a lease: a worker that dies mid-send loses it at `claimed_until`.
+    claimed_by = fields.CharField(max_length=64, null=True)
+    claimed_until = fields.DatetimeField(null=True)
+    provider = fields.CharField(max_length=16, null=True)
     provider_message_id = fields.CharField(max_length=120, null=True)
+    delivery_status = fields.CharField(max_length=16, null=True)
     last_error = fields.TextField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     sent_at = fields.DatetimeField(null=True)
@@ -430,7 +447,7 @@ class OutboxMessage(Model):
     class Meta:
         table = "outbox_message"
         unique_together = (("tenant", "dedupe_key"),)
-        indexes = (("status", "next_attempt_at"),)
+        indexes = (("status", "next_attempt_at"), ("provider_message_id",))
 
 
 class NotificationLog(Model):
