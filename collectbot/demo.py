@@ -7,7 +7,9 @@ the command line (company, first admin, CSV imports), then everything happens in
 the admin invites a collector and builds his route; the collector collects one stop in
 full with a receipt photo, one in part by bKash, and meets a closed door; the admin reads
 the report (PDF and XLSX land in the data directory), pays the commission and looks up an
-invoice's story. The transcript prints as the chats would read.
+invoice's story. Between the two, the real outbox worker sends the receipts as PDFs to a
+fake Ultramsg gateway, which then calls our real webhook with delivery acknowledgements;
+the story shows them. The transcript prints as the chats would read.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from PIL import Image, ImageDraw
 
 from bot.app import build_application
 from collectbot.fakes.telegram import ChatEntry, FakeTelegram, FakeUser
+from collectbot.fakes.whatsapp import FakeUltramsg
+from collectbot.whatsapp.setup import build_gateway, retry_policy
+from collectbot.whatsapp.worker import OutboxWorker
 from core.config import Settings
 from core.db.migrate import migrate
 from core.db.models import LedgerLeg, OutboxMessage
@@ -41,6 +46,7 @@ from webhooks.app import SECRET_HEADER, create_web_app
 TOKEN = "700000001:DEMO-offline-token"
 SECRET = "demo-webhook-secret"
 BOT_USERNAME = "dhaka_fiber_bot"
+WHATSAPP_HOOK_TOKEN = "demo-ultramsg-hook"
 
 
 def _fresh_dir(data_dir: Path) -> None:
@@ -151,7 +157,11 @@ async def run_demo(data_dir: Path) -> None:
     url = f"sqlite://{data_dir / 'demo.sqlite3'}"
     applied = await migrate(url)
     print(f"== A fresh database at {data_dir / 'demo.sqlite3'} ({len(applied)} migration(s))")
-    async with database(url), FakeTelegram(token=TOKEN, bot_username=BOT_USERNAME) as tg:
+    async with (
+        database(url),
+        FakeTelegram(token=TOKEN, bot_username=BOT_USERNAME) as tg,
+        FakeUltramsg() as ultramsg,
+    ):
         port = _free_port()
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
@@ -164,6 +174,11 @@ async def run_demo(data_dir: Path) -> None:
             telegram_mode="webhook",
             telegram_webhook_secret=SECRET,
             http_port=port,
+            whatsapp_provider="ultramsg",
+            ultramsg_api_url=ultramsg.url,
+            ultramsg_instance_id=ultramsg.instance_id,
+            ultramsg_token=ultramsg.token,
+            ultramsg_webhook_token=WHATSAPP_HOOK_TOKEN,
         )
         application = build_application(settings)
         runner = web.AppRunner(create_web_app(settings, application))
@@ -172,15 +187,51 @@ async def run_demo(data_dir: Path) -> None:
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", port).start()
             stage = Stage(tg, application, f"http://127.0.0.1:{port}/telegram")
+            whatsapp = WhatsApp(settings, ultramsg, f"http://127.0.0.1:{port}")
             try:
-                await _story(stage, data_dir)
+                await _story(stage, whatsapp, data_dir)
             finally:
                 await stage.close()
                 await application.stop()
                 await runner.cleanup()
 
 
-async def _story(stage: Stage, data_dir: Path) -> None:
+class WhatsApp:
+    """The receipts' side of the story: the real worker, a fake Ultramsg, our webhook."""
+
+    def __init__(self, settings: Settings, gateway: FakeUltramsg, server_url: str) -> None:
+        self.settings = settings
+        self.gateway = gateway
+        self.hook = f"{server_url}/webhooks/whatsapp/ultramsg/{WHATSAPP_HOOK_TOKEN}"
+
+    async def send_receipts(self, data_dir: Path) -> list[Path]:
+        """One pass of the outbox worker, as `collectbot serve` runs every few seconds."""
+        async with aiohttp.ClientSession() as http:
+            gateway = build_gateway(self.settings, http)
+            assert gateway is not None
+            worker = OutboxWorker(gateway, policy=retry_policy(self.settings))
+            await worker.send_due_messages()
+        saved = []
+        for sent in self.gateway.sent:
+            path = data_dir / sent.filename
+            await asyncio.to_thread(path.write_bytes, sent.document)
+            saved.append(path)
+            caption = sent.caption.replace("\n", "\n           ")
+            print(f"\nWhatsApp -> {sent.to}: {sent.filename} ({len(sent.document):,} bytes)")
+            print(f"  caption: {caption}")
+        return saved
+
+    async def acknowledge(self, ack: str) -> None:
+        """Ultramsg calls our webhook as the receipts reach the phones."""
+        for sent in self.gateway.sent:
+            response = await self.gateway.post_ack(self.hook, sent, ack)
+            print(
+                f"Ultramsg -> POST /webhooks/whatsapp/ultramsg/… ack={ack} for {sent.to}"
+                f" -> HTTP {response.status}"
+            )
+
+
+async def _story(stage: Stage, whatsapp: WhatsApp, data_dir: Path) -> None:
     tg = stage.tg
     print("\n== The office sets up (command line)")
     tenant = await create_tenant(
@@ -238,14 +289,21 @@ async def _story(stage: Stage, data_dir: Path) -> None:
     await stage.tap(karim, "Not home")
     await stage.say(karim, "💰 Today")
 
+    print("\n== The receipts go out on WhatsApp, and come back delivered")
+    receipts = await whatsapp.send_receipts(data_dir)
+    await whatsapp.acknowledge("device")
+    await whatsapp.acknowledge("read")
+
     print("\n== Nadia closes the day")
     await stage.say(nadia, "/report")
-    saved = await asyncio.to_thread(_save_documents, tg, nadia, data_dir)
+    saved = receipts + await asyncio.to_thread(_save_documents, tg, nadia, data_dir)
     await stage.say(nadia, "/pay Karim")
     await stage.tap(nadia, _button_starting(stage, nadia, "Pay "))
     await stage.say(nadia, f"/invoice {_first_invoice_number(first)}")
 
-    queued = await OutboxMessage.filter(tenant_id=tenant.id, status="pending").count()
+    delivered = await OutboxMessage.filter(
+        tenant_id=tenant.id, delivery_status__in=("delivered", "read")
+    ).count()
     legs = [
         int(str(amount))
         for amount in await LedgerLeg.filter(tenant_id=tenant.id).values_list(
@@ -253,7 +311,7 @@ async def _story(stage: Stage, data_dir: Path) -> None:
         )
     ]
     print(
-        f"\n{queued} WhatsApp receipts wait in the outbox for the WhatsApp sender."
+        f"\n{delivered} WhatsApp receipts were delivered."
         f"\nThe ledger's {len(legs)} legs sum to {sum(legs)}."
         f"\nIn {data_dir}: " + ", ".join(p.name for p in saved)
     )

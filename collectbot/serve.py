@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from datetime import UTC, datetime
 
+import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from telegram import Update
 
 from bot.app import build_application
+from collectbot.whatsapp.setup import build_gateway, check_whatsapp_settings, retry_policy
+from collectbot.whatsapp.worker import OutboxWorker
 from core.config import Settings
 from core.db.migrate import migrate
 from core.db.orm import close_database, open_database
@@ -37,6 +41,7 @@ def check_settings(settings: Settings) -> None:
             "Webhook mode needs TELEGRAM_WEBHOOK_SECRET (1-256 characters of A-Z a-z 0-9 _ -),"
             " so nobody else can post updates to /telegram."
         )
+    check_whatsapp_settings(settings)
 
 
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -51,6 +56,22 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     webhook = settings.telegram_mode == "webhook"
     runner = web.AppRunner(create_web_app(settings, application if webhook else None))
     scheduler = AsyncIOScheduler(timezone="UTC")
+    http = aiohttp.ClientSession()
+    gateway = build_gateway(settings, http)
+    if gateway is not None:
+        worker = OutboxWorker(gateway, policy=retry_policy(settings))
+        # One pass every few seconds; a pass still running makes the next one skip.
+        scheduler.add_job(
+            worker.send_due_messages,
+            "interval",
+            seconds=settings.outbox_poll_seconds,
+            id="outbox",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+    else:
+        log.info("WHATSAPP_PROVIDER=none: receipts wait in the outbox until one is set")
     try:
         async with application:
             await application.start()
@@ -81,6 +102,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             await application.stop()
     finally:
         await runner.cleanup()
+        await http.close()
         await close_database()
 
 

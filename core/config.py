@@ -39,6 +39,16 @@ class Settings(BaseSettings):
     meta_access_token: str | None = None
     meta_app_secret: str | None = None
     meta_verify_token: str | None = None
+    # An approved message template with a document header, used for receipts outside the
+    # 24 hours after the subscriber last wrote to us (Meta allows no free-form message then).
+    meta_receipt_template: str | None = None
+
+    # The outbox worker: how often it looks for due messages, and how hard it tries.
+    outbox_poll_seconds: float = 2.0
+    outbox_max_attempts: int = 8
+    outbox_retry_base_seconds: int = 30
+    outbox_retry_cap_seconds: int = 3600
+    whatsapp_timeout_seconds: float = 20.0
 
     # How long an invite link stays valid.
     invite_ttl_hours: int = 72

@@ -1,9 +1,10 @@
-"""The one aiohttp server: Telegram updates (webhook mode) and health.
+"""The one aiohttp server: Telegram updates (webhook mode), WhatsApp webhooks and health.
 
 Handlers here verify, parse, hand off and answer fast: a Telegram update is checked
 against the secret header in constant time *before* its body is parsed, then put on the
-application's update queue (the same path polling uses). WhatsApp delivery statuses join
-this server in their own module.
+application's update queue (the same path polling uses). The WhatsApp gateways' routes
+(delivery statuses, inbound messages) live in `webhooks/whatsapp.py` and are always
+registered: gateways call them whatever mode the bot runs in.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from telegram.ext import Application
 from tortoise import connections
 
 from core.config import Settings
+from webhooks.whatsapp import add_whatsapp_routes
 
 log = logging.getLogger("collectbot.web")
 
@@ -83,6 +85,7 @@ def create_web_app(settings: Settings, application: Application | None) -> web.A
     app[SETTINGS] = settings
     app[RECENT_UPDATES] = OrderedDict()
     app.router.add_get("/healthz", healthz)
+    add_whatsapp_routes(app, settings)
     if application is not None:
         app[APPLICATION] = application
         app.router.add_post("/telegram", telegram_update)

@@ -593,11 +593,12 @@ def _collected_text(loc: Locale, result: CollectionResult, route: Route, *, last
         )
     else:
         outcome = render(loc, "collector.collect.paid")
-    receipt = (
-        render(loc, "collector.collect.receipt_queued")
-        if result.receipt_queued
-        else render(loc, "collector.collect.no_receipt", name=result.subscriber_name)
-    )
+    if result.receipt_queued:
+        receipt = render(loc, "collector.collect.receipt_queued")
+    elif result.receipt_refusal:
+        receipt = render(loc, "collector.collect.receipt_refused", reason=result.receipt_refusal)
+    else:
+        receipt = render(loc, "collector.collect.no_receipt", name=result.subscriber_name)
     today = render(
         loc,
         "collector.collect.today",

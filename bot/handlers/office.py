@@ -27,7 +27,7 @@ import html
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,7 @@ from core.services.commission import pay_commission
 from core.services.documents import collector_report_documents
 from core.services.reports import MAX_PERIOD_DAYS, collector_report
 from core.services.staff import create_invite, delete_staff, edit_staff, invite_link, reset_staff
-from core.services.story import InvoiceStory, PaymentEntry, invoice_story
+from core.services.story import InvoiceStory, MessageEntry, PaymentEntry, invoice_story
 
 OFFICE_ROLES = (Role.ADMIN, Role.RESELLER)
 MAX_MESSAGE = 4096  # Telegram's limit for a message's text
@@ -819,6 +819,15 @@ def _word(loc: Locale, group: str, value: str) -> str:
     return render(loc, key) if key in catalog("en") else value
 
 
+def _delivery_events(loc: Locale, m: MessageEntry) -> list[tuple[str, datetime, str | None]]:
+    """The message's journey: our send (if the gateway's own "sent" never came), then its
+    delivery events, as (word, when, error)."""
+    events = [(_word(loc, "delivery", e.status), e.occurred_at, e.error) for e in m.events]
+    if events and m.sent_at is not None and all(e.status != "sent" for e in m.events):
+        events.insert(0, (_word(loc, "delivery", "sent"), m.sent_at, None))
+    return events
+
+
 def story_lines(loc: Locale, story: InvoiceStory) -> list[str]:
     """The story as lines (each one balanced HTML), in the order CHAT.md shows it."""
     inv = story.invoice
@@ -870,7 +879,7 @@ def story_lines(loc: Locale, story: InvoiceStory) -> list[str]:
                     channel=_word(loc, "channel", m.channel),
                     kind=_word(loc, "message_kind", m.kind),
                     status_word=_word(loc, "delivery", m.status),
-                    events=[(_word(loc, "delivery", e.status), e.occurred_at) for e in m.events],
+                    events=_delivery_events(loc, m),
                 )
             )
 

@@ -26,6 +26,7 @@ from tortoise.transactions import in_transaction
 from core.db.models import (
     Assignment,
     Invoice,
+    OutboxMessage,
     Payment,
     Staff,
     StoredFile,
@@ -61,7 +62,7 @@ from core.services.access import SYSTEM, Origin, require_active
 from core.services.assignments import close_stop
 from core.services.audit import write_audit
 from core.services.ledger import post
-from core.services.outbox import WHATSAPP, queue_message
+from core.services.outbox import REFUSED, WHATSAPP, queue_message
 
 MAX_KEY_LENGTH = 80
 
@@ -81,6 +82,8 @@ class CollectionResult:
     commission_minor: int
     new_expiry: date | None
     receipt_queued: bool
+    # Why no receipt can go out although the subscriber has a number (e.g. a landline).
+    receipt_refusal: str | None = None
     replayed: bool = False
 
 
@@ -250,8 +253,9 @@ async def _collect(
         new_expiry = None
         if new_status == InvoiceStatus.PAID and stop.purpose == InvoicePurpose.RENEWAL:
             new_expiry = await _renew(conn, stop, today)
+        receipt_refusal = None
         if stop.phone:
-            await queue_message(
+            receipt = await queue_message(
                 conn,
                 tenant_id=actor.tenant_id,
                 channel=WHATSAPP,
@@ -262,6 +266,7 @@ async def _collect(
                 invoice_id=stop.invoice_id,
                 payment_id=payment.id,
             )
+            receipt_refusal = receipt.last_error if receipt.status == REFUSED else None
         await write_audit(
             tenant_id=actor.tenant_id,
             actor=actor,
@@ -288,7 +293,8 @@ async def _collect(
         remaining_minor=balance - amount,
         commission_minor=commission,
         new_expiry=new_expiry,
-        receipt_queued=bool(stop.phone),
+        receipt_queued=bool(stop.phone) and receipt_refusal is None,
+        receipt_refusal=receipt_refusal,
     )
 
 
@@ -391,6 +397,10 @@ async def _replay(actor: Staff, key: str) -> CollectionResult | None:
     invoice = await Invoice.get(id=payment.invoice_id)
     subscriber = await Subscriber.get(id=payment.subscriber_id)
     stop = await Assignment.get_or_none(payment_id=payment.id)
+    receipt = await OutboxMessage.get_or_none(
+        tenant_id=actor.tenant_id, dedupe_key=f"receipt:{payment.id}"
+    )
+    refusal = receipt.last_error if receipt and receipt.status == REFUSED else None
     return CollectionResult(
         payment_id=payment.id,
         assignment_id=stop.id if stop else 0,
@@ -402,7 +412,8 @@ async def _replay(actor: Staff, key: str) -> CollectionResult | None:
         remaining_minor=invoice.amount_minor - invoice.paid_minor,
         commission_minor=stop.commission_minor if stop else 0,
         new_expiry=subscriber.expiry_date if invoice.status == InvoiceStatus.PAID else None,
-        receipt_queued=bool(subscriber.phone),
+        receipt_queued=receipt is not None and refusal is None,
+        receipt_refusal=refusal,
         replayed=True,
     )
 

@@ -12,8 +12,10 @@ texts and is translated in one place.
 Languages: xhtml2pdf does not shape complex scripts (Bengali conjuncts break apart, see
 DESIGN.md section 10), so a PDF asked for in Bengali is written with the English headings
 and Latin digits. The XLSX is shaped by the spreadsheet program, so it uses the reader's
-language. (Names typed in Bengali script still reach the PDF as they are; its Helvetica has
-no Bengali glyphs, which a future renderer with a shaping engine and a Bengali font fixes.)
+language. The PDF is drawn with the embedded DejaVu Sans (`core.documents.pdf`), so names
+in Latin, Cyrillic, Greek or Arabic script (shaped, right to left) print correctly; names
+typed in Bengali script still do not (DejaVu Sans has no Bengali glyphs), which a future
+renderer with a shaping engine and a Bengali font fixes.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from openpyxl.styles import Font
 from xhtml2pdf import pisa
 
 from core.db.models import Staff, Tenant
+from core.documents.pdf import register_fonts
 from core.domain.money import BASIS_POINTS, minor_digits, to_decimal
 from core.services.reports import CollectorFigures, CollectorReport
 
@@ -136,6 +139,7 @@ def render_collector_report_pdf(report: CollectorReport, *, company: str, langua
         RuntimeError: xhtml2pdf reported errors (a broken template is a bug, not input).
     """
     pdf_language = language if language in PDF_LANGUAGES else DEFAULT_LANGUAGE
+    register_fonts()  # the template names the embedded font's family
     html = (
         _environment()
         .get_template("collector_report.html")

@@ -118,6 +118,7 @@ class VisitEntry:
 class DeliveryEvent:
     status: str
     occurred_at: datetime
+    error: str | None = None  # the gateway's reason, for a failed delivery
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,11 @@ class MessageEntry:
     message_id: int
     channel: str
     kind: str
-    status: str
+    recipient: str
+    status: str  # ours: pending / sending / sent / failed / refused
+    delivery_status: str | None  # the gateway's, forward only: sent / delivered / read / failed
+    attempts: int
+    next_attempt_at: datetime | None
     created_at: datetime
     sent_at: datetime | None
     last_error: str | None
@@ -316,23 +321,45 @@ async def _messages(invoice_id: int) -> tuple[MessageEntry, ...]:
     messages = (
         await OutboxMessage.filter(invoice_id=invoice_id)
         .order_by("created_at", "id")
-        .values("id", "channel", "kind", "status", "created_at", "sent_at", "last_error")
+        .values(
+            "id",
+            "channel",
+            "kind",
+            "recipient",
+            "status",
+            "delivery_status",
+            "attempts",
+            "next_attempt_at",
+            "created_at",
+            "sent_at",
+            "last_error",
+        )
     )
     events: dict[int, list[DeliveryEvent]] = {}
     for e in (
         await NotificationLog.filter(invoice_id=invoice_id)
         .order_by("occurred_at", "id")
-        .values("message_id", "status", "occurred_at")
+        .values("message_id", "status", "occurred_at", "event")
     ):
+        detail = e["event"] if isinstance(e["event"], dict) else {}
+        error = detail.get("error")
         events.setdefault(e["message_id"], []).append(
-            DeliveryEvent(status=e["status"], occurred_at=e["occurred_at"])
+            DeliveryEvent(
+                status=e["status"],
+                occurred_at=e["occurred_at"],
+                error=str(error) if error else None,
+            )
         )
     return tuple(
         MessageEntry(
             message_id=m["id"],
             channel=m["channel"],
             kind=m["kind"],
+            recipient=m["recipient"],
             status=m["status"],
+            delivery_status=m["delivery_status"],
+            attempts=m["attempts"],
+            next_attempt_at=m["next_attempt_at"],
             created_at=m["created_at"],
             sent_at=m["sent_at"],
             last_error=m["last_error"],

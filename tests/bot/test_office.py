@@ -17,7 +17,7 @@ from pypdf import PdfReader
 
 from bot.handlers.office import split_message
 from bot.texts import CATALOG_DIR
-from core.db.models import Assignment, LedgerPosting, Staff, StoredFile, Tenant
+from core.db.models import Assignment, LedgerPosting, Staff, StoredFile, Subscriber, Tenant
 from core.domain.dates import local_today, utcnow
 from core.domain.status import AssignmentStatus, FailureReason, Role
 from core.services.access import (
@@ -714,6 +714,7 @@ async def test_invoice_tells_the_whole_story_and_sends_the_receipt_photo(chat):
     )
     tz = (await Tenant.get(id=tenant.id)).timezone
     today = local_today(utcnow(), tz).strftime("%-d %b")
+    invoice_phone = (await Subscriber.get(id=invoice.subscriber_id)).phone
 
     await chat.say(nadia, f"/invoice {invoice.number}")
 
@@ -729,7 +730,7 @@ async def test_invoice_tells_the_whole_story_and_sends_the_receipt_photo(chat):
         f"• {today} · Karim · collected ৳1,500",
     ]
     assert story[7] == "Messages"
-    assert story[8] == "• WhatsApp receipt: waiting to be sent"
+    assert story[8] == f"• WhatsApp receipt to {invoice_phone}: waiting to be sent"
     assert story[9] == "Audit"
     assert story[10].endswith(f"· assigned to Karim by Nadia (Telegram {NADIA})")
     assert story[11].endswith(f"· marked failed by Karim (Telegram {KARIM})")

@@ -1,4 +1,4 @@
-"""The delivery rules: one status vocabulary, forward-only moves, retry timing, WhatsApp numbers."""
+"""Delivery rules: one status vocabulary, forward-only moves, retry timing, WhatsApp numbers."""
 
 from __future__ import annotations
 
