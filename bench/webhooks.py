@@ -21,7 +21,9 @@ reference). Goal: ours >= 0.4 x the ceiling's events/s. Afterwards every message
 `delivered` with exactly one log row.
 
 All three processes and the database share the machine: on a small one the figures move
-with whatever else runs; compare the ratio, and run it twice.
+with whatever else runs; compare the ratio, and run it twice. The note says where the CPU
+went, per event: the server process (on SQLite that includes the database engine, which
+runs in it), the load generator, and on PostgreSQL the bench database's backends.
 
 The database is made by `bench.common.throwaway_database` (PostgreSQL: a new database on
 `TEST_POSTGRES_URL`'s server, default postgres://postgres@127.0.0.1:5432; SQLite: a temp

@@ -400,11 +400,7 @@ class DeliveryRecorder:
         return batch
 
     async def _flush(self) -> None:
-        import os
-        linger = float(os.environ.get("LINGER", "0"))
         while self._pending:
-            if linger:
-                await asyncio.sleep(linger)
             batch = self._next_batch()
             try:
                 results = await _record_requests([r for r, _ in batch], utcnow())

@@ -416,3 +416,17 @@ async def test_wrong_cloud_api_credentials_fail_without_retrying(meta, http):
     message = await OutboxMessage.get()
     assert (message.status, message.attempts) == ("failed", 1)
     assert message.last_error == "the Cloud API refused it: Invalid OAuth access token [code 190]"
+
+
+async def test_two_workers_claiming_the_same_message_at_once_get_it_once():
+    await collect_a_stop()
+
+    first, second = await asyncio.gather(
+        claim_due_messages(worker="a", now=NOW, limit=10, policy=POLICY),
+        claim_due_messages(worker="b", now=NOW, limit=10, policy=POLICY),
+    )
+
+    assert sorted([len(first), len(second)]) == [0, 1]
+    message = await OutboxMessage.get()
+    assert (message.status, message.attempts) == ("sending", 1)
+    assert message.claimed_by == ("a" if first else "b")
