@@ -41,7 +41,7 @@ from core.services.access import CLI
 from core.services.billing import create_plan, create_reseller, create_tenant
 from core.services.importing import import_invoices, import_subscribers
 from core.services.staff import create_invite, invite_link
-from webhooks.app import SECRET_HEADER, create_web_app
+from webhooks.app import SECRET_HEADER, create_runner, create_web_app
 
 TOKEN = "700000001:DEMO-offline-token"
 SECRET = "demo-webhook-secret"
@@ -181,7 +181,7 @@ async def run_demo(data_dir: Path) -> None:
             ultramsg_webhook_token=WHATSAPP_HOOK_TOKEN,
         )
         application = build_application(settings)
-        runner = web.AppRunner(create_web_app(settings, application))
+        runner = create_runner(create_web_app(settings, application))
         async with application:
             await application.start()
             await runner.setup()

@@ -23,7 +23,7 @@ from collectbot.whatsapp.worker import OutboxWorker
 from core.config import Settings
 from core.db.migrate import migrate
 from core.db.orm import close_database, open_database
-from webhooks.app import create_web_app
+from webhooks.app import create_runner, create_web_app
 
 log = logging.getLogger("collectbot.serve")
 
@@ -54,7 +54,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     stop = stop or _stop_on_signals()
     application = build_application(settings)
     webhook = settings.telegram_mode == "webhook"
-    runner = web.AppRunner(create_web_app(settings, application if webhook else None))
+    runner = create_runner(create_web_app(settings, application if webhook else None))
     scheduler = AsyncIOScheduler(timezone="UTC")
     http = aiohttp.ClientSession()
     gateway = build_gateway(settings, http)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from collections import OrderedDict
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from telegram import Update
 from telegram.ext import Application
 from tortoise import connections
@@ -77,6 +79,35 @@ def _seen_recently(app: web.Application, update_id: int) -> bool:
     if len(recent) > RECENT_UPDATE_IDS:
         recent.popitem(last=False)
     return False
+
+
+# Secrets that travel in a path (Ultramsg's webhook token) must not reach the access log.
+_SECRET_IN_PATH = re.compile(r"^(/webhooks/whatsapp/ultramsg/)[^/?]+")
+
+
+def redact_path(path: str) -> str:
+    """`path` with any secret segment replaced by `***`, for logs."""
+    return _SECRET_IN_PATH.sub(r"\1***", path)
+
+
+class AccessLogger(AbstractAccessLogger):
+    """aiohttp's access log, without the secrets some webhook paths carry."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %s %.1fms "%s"',
+            request.remote,
+            request.method,
+            redact_path(request.path),
+            response.status,
+            time * 1000,
+            request.headers.get("User-Agent", "-"),
+        )
+
+
+def create_runner(app: web.Application) -> web.AppRunner:
+    """The runner `serve` and the demo use, with the redacting access log."""
+    return web.AppRunner(app, access_log_class=AccessLogger)
 
 
 def create_web_app(settings: Settings, application: Application | None) -> web.Application:

@@ -51,10 +51,11 @@ log = logging.getLogger("collectbot.whatsapp")
 ULTRAMSG_PATH = "/webhooks/whatsapp/ultramsg/{token}"
 META_PATH = "/webhooks/whatsapp/meta"
 META_SIGNATURE_HEADER = "X-Hub-Signature-256"
-# A status is about 1 KB and gateways send one or a few per request: 256 KB leaves room for
-# a couple of hundred. (Meta documents webhook payloads of up to 3 MB; if large batches are
-# ever refused with 413, raise this rather than the app-wide limit.)
+# An Ultramsg event is about 1 KB, one per request: 256 KB is generous. Meta batches
+# statuses and documents webhook payloads of up to 3 MB, so its route takes that much (read
+# here in chunks, past the app-wide limit, which only applies to `request.read()`).
 MAX_BODY_BYTES = 256 * 1024
+META_MAX_BODY_BYTES = 3 * 1024 * 1024
 _SIGNATURE_PREFIX = "sha256="
 # Unix seconds accepted as an event time: 2001-09-09 .. 2286-11-20. Anything else is not a
 # timestamp (and a huge number would overflow `datetime`).
@@ -269,16 +270,16 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-async def _read_body(request: web.Request) -> bytes | None:
-    """The raw body, or None when it is over MAX_BODY_BYTES (declared or streamed)."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+async def _read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes | None:
+    """The raw body, or None when it is over `limit` (declared or streamed)."""
+    if request.content_length is not None and request.content_length > limit:
         return None
     chunks: list[bytes] = []
     size = 0
-    while chunk := await request.content.read(MAX_BODY_BYTES + 1 - size):
+    while chunk := await request.content.read(limit + 1 - size):
         chunks.append(chunk)
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
+        if size > limit:
             return None
     return b"".join(chunks)
 
@@ -346,7 +347,7 @@ async def meta_event(request: web.Request) -> web.Response:
     signature = request.headers.get(META_SIGNATURE_HEADER, "")
     if not secret or not signature.startswith(_SIGNATURE_PREFIX):
         return _error(401, "unauthorized")
-    body = await _read_body(request)
+    body = await _read_body(request, META_MAX_BODY_BYTES)
     if body is None:
         return _error(413, "body too large")
     expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()

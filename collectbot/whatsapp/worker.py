@@ -15,23 +15,16 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from core.services.receipts import build_receipt
-
 from collectbot.whatsapp.gateway import Document, Gateway, GatewayError, Outgoing
 from core.db.models import Subscriber
 from core.domain.dates import utcnow
 from core.errors import DomainError
 from core.services import outbox
+from core.services.delivery import reference_for
 from core.services.outbox import ClaimedMessage, RetryPolicy
+from core.services.receipts import build_receipt
 
 log = logging.getLogger("collectbot.outbox")
-
-REFERENCE_PREFIX = "collectbot-"
-
-
-def reference_for(message_id: int) -> str:
-    """Our id for a message, as gateways echo it back in their webhooks."""
-    return f"{REFERENCE_PREFIX}{message_id}"
 
 
 def new_worker_id() -> str:

@@ -198,7 +198,8 @@ class Subscriber(Model):
     class Meta:
         table = "subscriber"
         unique_together = (("tenant", "username"),)
-        indexes = (("tenant", "area", "street"),)
+        # (phone): WhatsApp webhooks and the sender find subscribers by number.
+        indexes = (("tenant", "area", "street"), ("phone",))
 
 
 class Invoice(Model):

@@ -333,7 +333,12 @@ async def _log_events(
             now,
             origin.remote_addr,
             origin.user_agent,
-            json.dumps(event.raw, ensure_ascii=False),
+            # The gateway's event as sent, plus its error in our words under "error" (a key
+            # neither gateway uses at that level), which the story and /undelivered show.
+            json.dumps(
+                event.raw | {"error": event.error} if event.error else event.raw,
+                ensure_ascii=False,
+            ),
         ]
     rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(named))
     logged = await fetch(_LOG_SQL.format(rows=rows), params, conn)

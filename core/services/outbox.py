@@ -33,7 +33,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
-from core.db.models import Invoice, OutboxMessage, Staff, Subscriber
+from core.db.models import Invoice, NotificationLog, OutboxMessage, Staff, Subscriber
 from core.domain.delivery import DeliveryStatus, retry_delay, whatsapp_refusal
 from core.domain.status import Role
 from core.errors import Conflict, NotFound
@@ -185,7 +185,6 @@ async def record_sent(
                 status=SENT,
                 provider=provider,
                 provider_message_id=provider_message_id,
-                delivery_status=DeliveryStatus.SENT.value,
                 sent_at=now,
                 claimed_by=None,
                 claimed_until=None,
@@ -193,6 +192,13 @@ async def record_sent(
             )
         )
         if changed:
+            # A fast gateway's webhook may already have reported `delivered` (it finds the
+            # message by our reference): "sent" only fills an empty status, never lowers one.
+            await (
+                OutboxMessage.filter(id=message.id, delivery_status__isnull=True)
+                .using_db(conn)
+                .update(delivery_status=DeliveryStatus.SENT.value)
+            )
             await _audit_attempt(
                 conn,
                 message,
@@ -329,6 +335,17 @@ async def list_undelivered_messages(
             "invoice__subscriber__name",
         )
     )
+    # A message the gateway accepted but could not deliver has its reason in the failed
+    # delivery event, not in `last_error` (which is about our attempts).
+    bounced = [r["id"] for r in rows if r["last_error"] is None]
+    reasons: dict[int, str] = {}
+    if bounced:
+        for event in await NotificationLog.filter(
+            message_id__in=bounced, status=DeliveryStatus.FAILED.value
+        ).values("message_id", "event"):
+            detail = event["event"] if isinstance(event["event"], dict) else {}
+            if detail.get("error"):
+                reasons[event["message_id"]] = str(detail["error"])
     return [
         UndeliveredMessage(
             message_id=r["id"],
@@ -337,7 +354,7 @@ async def list_undelivered_messages(
             status=r["status"],
             delivery_status=r["delivery_status"],
             attempts=r["attempts"],
-            last_error=r["last_error"],
+            last_error=r["last_error"] or reasons.get(r["id"]),
             created_at=r["created_at"],
             invoice_number=r["invoice__number"],
             subscriber_name=r["invoice__subscriber__name"],

@@ -8,6 +8,7 @@ a fake Ultramsg on loopback.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -18,9 +19,12 @@ from collectbot.fakes.whatsapp import FakeUltramsg
 from collectbot.whatsapp.ultramsg import UltramsgGateway
 from collectbot.whatsapp.worker import OutboxWorker
 from core.db.models import OutboxMessage
+from core.domain.dates import utcnow
+from core.domain.delivery import DeliveryStatus
 from core.domain.status import Role
 from core.services.assignments import assign_invoices
 from core.services.collection import mark_collected
+from core.services.delivery import StatusEvent, record_delivery_events, reference_for
 from core.services.outbox import RetryPolicy
 from tests.factories import make_invoice, make_staff, make_subscriber, make_tenant
 
@@ -172,3 +176,55 @@ async def test_invoicepdf_without_a_number_or_of_another_company_is_one_sentence
         f"There is no invoice {foreign.number} in your company.",
     ]
     assert chat.tg.sent(NADIA, "sendDocument") == []
+
+
+async def _report(message: OutboxMessage, status: DeliveryStatus, error: str = "") -> None:
+    """The gateway's webhook, as the receiver records it."""
+    event = StatusEvent(
+        provider="ultramsg",
+        provider_message_id=message.provider_message_id or "",
+        status=status,
+        occurred_at=utcnow(),
+        raw={"ack": status.value},
+        reference=reference_for(message.id),
+        error=error,
+    )
+    await record_delivery_events([event], remote_addr="127.0.0.1", user_agent="test")
+
+
+async def test_the_story_shows_a_receipt_sent_then_delivered_then_read(chat, ultramsg):
+    _, _, invoices, nadia = await _office(chat)
+    await _send_all(ultramsg)
+    message = await OutboxMessage.get()
+    await _report(message, DeliveryStatus.DELIVERED)
+    await _report(message, DeliveryStatus.READ)
+
+    await chat.say(nadia, f"/invoice {invoices[0].number}")
+
+    [line] = [t for t in chat.last_text(nadia).splitlines() if "WhatsApp receipt" in t]
+    assert re.fullmatch(
+        r"• WhatsApp receipt to \+8801711000001: sent \d\d:\d\d · delivered \d\d:\d\d"
+        r" · read \d\d:\d\d",
+        line,
+    ), line
+
+
+async def test_a_receipt_whatsapp_could_not_deliver_shows_the_gateways_reason(chat, ultramsg):
+    _, _, invoices, nadia = await _office(chat)
+    await _send_all(ultramsg)
+    message = await OutboxMessage.get()
+    await _report(message, DeliveryStatus.FAILED, error="131026 Message undeliverable")
+
+    await chat.say(nadia, f"/invoice {invoices[0].number}")
+    story = chat.last_text(nadia)
+    await chat.say(nadia, "/undelivered")
+
+    assert re.search(
+        r"• WhatsApp receipt to \+8801711000001: sent \d\d:\d\d · failed \d\d:\d\d"
+        r" \(131026 Message undeliverable\)",
+        story,
+    ), story
+    assert chat.last_text(nadia) == (
+        f"receipt · {invoices[0].number} · Rahim 0 · +8801711000001\n"
+        "WhatsApp could not deliver it: 131026 Message undeliverable"
+    )

@@ -9,11 +9,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from core.db.models import NotificationLog, OutboxMessage
 from core.services.delivery import reference_for
 from tests.webhooks.conftest import ULTRAMSG_TOKEN, client_for, sent_message, whatsapp_settings
+from webhooks.app import create_runner, create_web_app
 
 pytestmark = pytest.mark.usefixtures("db")
 
@@ -252,3 +255,24 @@ async def test_read_then_delivered_keeps_read_but_logs_both(whatsapp):
     logs = await NotificationLog.filter(message_id=message.id).order_by("occurred_at")
     assert [log.status for log in logs] == ["delivered", "read"]
     assert (await OutboxMessage.get(id=message.id)).delivery_status == "read"
+
+
+async def test_the_access_log_never_shows_the_ultramsg_token(caplog, db, tmp_path):
+    app = create_web_app(whatsapp_settings(db, tmp_path), None)
+    runner = create_runner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+            async with aiohttp.ClientSession() as session:
+                url = f"http://127.0.0.1:{port}/webhooks/whatsapp/ultramsg/{ULTRAMSG_TOKEN}"
+                async with session.post(url, json={"event_type": "message_create"}) as answer:
+                    assert answer.status == 200
+    finally:
+        await runner.cleanup()
+
+    [line] = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert '"POST /webhooks/whatsapp/ultramsg/***" 200' in line
+    assert ULTRAMSG_TOKEN not in line

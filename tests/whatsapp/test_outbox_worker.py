@@ -19,12 +19,13 @@ from pypdf import PdfReader
 from collectbot.fakes.whatsapp import FakeMetaCloud, FakeUltramsg
 from collectbot.whatsapp.meta import MetaGateway
 from collectbot.whatsapp.ultramsg import UltramsgGateway
-from collectbot.whatsapp.worker import OutboxWorker, reference_for
+from collectbot.whatsapp.worker import OutboxWorker
 from core.db.models import AuditLog, OutboxMessage, Subscriber
 from core.domain.status import Role
 from core.errors import Conflict, NotFound
 from core.services.assignments import assign_invoices
 from core.services.collection import mark_collected
+from core.services.delivery import reference_for
 from core.services.outbox import (
     RetryPolicy,
     claim_due_messages,

@@ -142,6 +142,7 @@ CREATE TABLE "subscriber" (
     CONSTRAINT "uid_subscriber_tenant__99ed33" UNIQUE ("tenant_id", "username")
 ) /* A customer of the ISP: who pays, where they live, and the state of their service. */;
 CREATE INDEX "idx_subscriber_tenant__e7db42" ON "subscriber" ("tenant_id", "area", "street");
+CREATE INDEX "idx_subscriber_phone_e8d35d" ON "subscriber" ("phone");
 CREATE TABLE "invoice" (
     "id" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
     "number" VARCHAR(40) NOT NULL,
@@ -402,23 +403,23 @@ MODELS_STATE = (
     "990L6B4B4kd3Ww6vhAFcA5KddAvN/kwvvNBrzfpPHm1h/EGC3Vp6QNhIi4XJPMwBWzIVbM"
     "kszEsdmTXiXbQC7Q+/d5yEDv32ezgeCedhdrd7H2d5WlhGp/V30CTULbgTYZVGgyWAedqE"
     "wGsZCUDSaDeLscFoOxywWby6M6m3jxD7372zMvIkJOAt6WfxGHwI0lsq0n2UOYWk2+a4IE"
-    "QpYTZmVTWQ0O8IQtlgPg1Cpjm6ONsNyVPDODcAjRVQcrtiushqiAdhqVaeBxrHzbgg6wiE"
-    "Sv5Drrfthw1v2gAywqDbCQWrhU1BVKSDa+EZHGVXY7yKk13ARzAxy0bxy65VdwC/SKAuCu"
-    "JRoH70Hi2+AAIlwVYeyTzXCGghYVSsA8AanjW4c3AHvZ/3J+1UW3d92L3n0viPBZ2U+8m5"
-    "4K/G/b8o+Jd93OVRJlRqc7wByV0jjnwBmOO27Gbrc9WHktXeHaIY+W8sRWcAVpdS4GvV+7"
-    "Z8iXHtL7L/e33ZvL7uUZ8hNUmsQc0kH37rp30xnAZQGRejQkMbx84DL5urCcpQEmWbWxV/"
-    "1OJMQ2WXqb9XbIUUwgGORrN8CEseuUT/ZR4cRfOGSBLbPozJfrw22ndwlZ6z35Ib3t3w+C"
-    "S4yLVZ8vPsNdKKuwixsvIdiYwM2KnXgvEt5ZsxXloNGdzzMsOF4sDIuOmEt38dtldKEj/+"
-    "oc+afdtNnvW3PdtKELwhjbmPOCxbVVsjr2U5GGQ25AxaCNSGhAVdUVdJSyjlKuNaqataGj"
-    "lGuNba4o5WxVoQSML4IOL8L+mgm0Uk3aDndYWXBPkMMShs3ENqIn7U7qCmseKuw5xYJXG1"
-    "bOXEev7hNeuB9K+SmCRzObDskRDDQhBT9wrSNlcwMj1LetvMA+9Xh6r1H3iThLNHK5RQnn"
-    "yGHPaETAuceRYIh8lb3YS8Sogvm3Yx/bkyprpl6VTD1NIjtwhRLXcQgdL4tgHJWp0O11fj"
-    "ko6PLaEei3OWB+mwny23QMoEuFUwzhtUilAFeD72keJlk2jyyVCtmakz8KUiGjMhUi3OEW"
-    "/p/LGX7E1SBdPqnXZmOcldQ+i4sTSjQw62v5vm9Hfq0ZMV2bFC9lm5KszlJ4Wmv9Yg3vBF"
-    "vylGU8WdwS3BiRiTzrGxMbTwsAvbEPXaY5Cbl2emZD3SynZ8oen8cypDMKtnRGwVJhihuD"
-    "98SqqAH9KCeWziyYByJtwK6lAfuYkXqZ/ItHiRhlwppYYw+KEvbAm0h3+bbCo0SNuWLEvh"
-    "pzwoEavSdmfa+za7+vpiKmfUt5QLKxqtxVIYTyOc2PEp6Q97EnRAUIMkcJU4UlhY8Un1UK"
-    "1n2LCseSvjYSqxepv3w0UB2SGNAhjjUGa3iKGBDcaW8iBuB1m23EgGwYtNu+Xm77J/kaBm"
-    "9ZXj9RRKSBzvvD5M9YKOpabkifsVCVs2wCugfJJRvk4E0jnF3UNSJSfUHXw28rKnBLK91a"
-    "wHlQ/mb25/8DsPkcKA=="
+    "QpYTZmVTWQ0O8IQtlgPg1Cpjm6ONsNyVPDODcAgRLdny94AArWM0KjUxrEargKIalWngya"
+    "x8M4OOtYgEsuQ69n7YcOz9oGMtKo21kAq51NkV+kg2vhGRxhV5O8gBNtwPcwMctG8cuuUX"
+    "cwtUjALgriUaB+9BQt3gLCJcFXfsk81whoIWFUrAPAGp41uHNwB72f9yftVFt3fdi959Lw"
+    "j2WZlSvJueNvxv2/JPjHfdzlUSZUanO8AcldI458AZTj5uxm63PW55LV3h2iFPmfLwVnAF"
+    "aXUuBr1fu2fIlx7S+y/3t92by+7lGfJzVZrEHNJB9+66d9MZwGUBQXs05DO8fAwz+bqwnK"
+    "UB1lm13Vf9TiTENhl9m/V2yFFMIBikbjfAmrHrlE/2UeHEXzhkgS2z6MyX68Ntp3cJCew9"
+    "+SG97d8PgkuMi1WfLz7DXaiwsItHLyHYmBjOiv15LxLpWbMV5aCBns8zLDheLAyLjphLd3"
+    "HhZXShgwDrHASoPbbZ71tzPbahN8IY25jzgnW2VbI6DFSRkUNuQMWgjUhoQFWFFnTAsg5Y"
+    "rjWqmsChA5ZrjW2ugOVsVaEEjC+CDi/C/poJtFJN2g53WGRwT5DDaobNxDaiJ+3O7wrLHy"
+    "rsOcXiWBtW2VwHsu4TabgfSvnZgkczmw5JFww0IQVVcK0jZdMEIyy4rRTBPvUoe69R94k4"
+    "SzRyuUUJ58hhz2hEwLnHkWCIfJW92EvEqIIEuGMf2/Mra6ZelUw9TSI7cLES13EIHS+LYB"
+    "yVqdDtdX45KOjy2hHotzlgfpsJ8tt0OKBLhVMM4bVIpQBXg+9pHiZZNo8slRXZmpM/ClIh"
+    "ozIVItzhFv6fyxl+xNUgXT6p12ZjnJXfPouLE0o0MAFs+b5vR36tGTFdmxSvapuSrM5SeF"
+    "pr/WIN7wRb8pRlPFncEtwYkYk86xsTG08LAL2xD12xOQm5dnpmQ90sp2fKHp/HMqSTC7Z0"
+    "csFSYYobg/fEqqgB/Sgnlk4ymAcibcCupQH7mJF6mVSMR4kYZcKaWGMPihL2wJtId/m2wq"
+    "NEjblixL4ac8KBGr0nZn2vs2u/r6Yipn1LeUCysaryVSGE8jnNjxKekPexJ0QFCDJHCVOF"
+    "1YWPFJ9VNtZ96wvH8r82EqsXKcV8NFAdkhjQIY41Bmt4ihgQ3GlvIgbgdZttxIBsGLTbvl"
+    "5u+yf5GgZvWV4/UUSkgc77w+TPWChKXG5In7FQVbZsAroHSSsbpONNI5xd3zUiUn1t18Nv"
+    "KypwS6viWsB5UP5m9uf/Ay7BH4o="
 )
