@@ -35,6 +35,8 @@ bench: $(STAMP) ## Run the benchmarks (see docs/performance.md)
 	$(BIN)/python -m bench.assign
 	$(BIN)/python -m bench.report
 	$(BIN)/python -m bench.bot
+	$(BIN)/python -m bench.receipt
+	$(BIN)/python -m bench.webhooks
 
 migrations: $(STAMP) ## Regenerate the aerich migrations for both dialects from the models
 	$(BIN)/python -m core.db.makemigrations
