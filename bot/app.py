@@ -25,7 +25,7 @@ from telegram.ext import (
 
 from bot import flows
 from bot.errors import on_error
-from bot.handlers import collector, messages, office, start
+from bot.handlers import billing, collector, dunning, messages, office, start
 from bot.persistence import OrmPersistence
 from bot.processor import PerPersonUpdateProcessor
 from core.config import Settings
@@ -77,6 +77,8 @@ def register_handlers(application: Application) -> None:
     collector.register(application)
     office.register(application)
     messages.register(application)
+    billing.register(application)
+    dunning.register(application)
     flows.register(application)
     start.register_fallback(application)
     application.add_handler(TypeHandler(Update, flush_persistence), group=FLUSH_GROUP)

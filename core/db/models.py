@@ -42,6 +42,10 @@ class Tenant(Model):
     locale = fields.CharField(max_length=16, default="en")
     reschedule_days = fields.IntField(default=2)
     failed_visits_before_flag = fields.IntField(default=3)
+    # The dunning clock: the local hour the daily run starts, and how many days before
+    # expiry a prepaid subscriber's renewal invoice is issued.
+    dunning_hour = fields.IntField(default=9)
+    renewal_lead_days = fields.IntField(default=5)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -152,6 +156,8 @@ class CustomerClass(Model):
     collection_threshold_minor = fields.BigIntField(default=0)
     suspend_after_days = fields.IntField(null=True)
     terminate_after_days = fields.IntField(null=True)
+    # Days before a suspension or deletion date that the subscriber is warned.
+    warning_days = fields.IntField(default=3)
 
     class Meta:
         table = "customer_class"
@@ -193,6 +199,10 @@ class Subscriber(Model):
     # The subscriber's last message to us on WhatsApp: free-form messages (our PDF receipt
     # with a caption) are allowed for 24 hours after it; otherwise an approved template.
     whatsapp_inbound_at = fields.DatetimeField(null=True)
+    # Postpaid billing cycle: a draft invoice is made on `next_billing_on`, which then moves
+    # on by `billing_cycle_months`. None: the cycle is stopped.
+    billing_cycle_months = fields.IntField(default=1)
+    next_billing_on = fields.DateField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -227,6 +237,15 @@ class Invoice(Model):
     deletion_on = fields.DateField(null=True)
     failed_visits = fields.IntField(default=0)
     flagged_at = fields.DatetimeField(null=True)
+    # Issued by the scheduler (renewals, recurring drafts) rather than typed by staff.
+    system_generated = fields.BooleanField(default=False)
+    # The service request the invoice pays for: pending / executed / cancelled; None: none.
+    request_status = fields.CharField(max_length=16, null=True)
+    # A late-fee debit note names the invoice it was charged on; UNIQUE: one fee per invoice.
+    late_fee_for: fields.OneToOneNullableRelation[Invoice] = fields.OneToOneField(
+        "models.Invoice", null=True, related_name="late_fee"
+    )
+    late_fee_for_id: int | None
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -504,6 +523,29 @@ class AuditLog(Model):
     class Meta:
         table = "audit_log"
         indexes = (("tenant", "object_type", "object_id"), ("tenant", "at"))
+
+
+class JobRun(Model):
+    """A scheduled job's run for one tenant and day, claimed before it starts.
+
+    UNIQUE (job, tenant, day): of several processes whose schedulers fire at once, one
+    inserts the row and runs; the others find it and skip. A process that was down for days
+    runs once for today, not once per missed day.
+    """
+
+    id = fields.IntField(primary_key=True)
+    job = fields.CharField(max_length=40)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    tenant_id: int
+    day = fields.DateField()
+    claimed_by = fields.CharField(max_length=64)
+    started_at = fields.DatetimeField(auto_now_add=True)
+    finished_at = fields.DatetimeField(null=True)
+    stats: fields.JSONField[dict] = fields.JSONField(default=dict)
+
+    class Meta:
+        table = "job_run"
+        unique_together = (("job", "tenant", "day"),)
 
 
 class BotState(Model):

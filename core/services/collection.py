@@ -228,10 +228,15 @@ async def _collect(
             payment_id=payment.id,
         )
         new_status = status_after_payment(stop.amount_minor, stop.paid_minor + amount)
+        # Dunning dates (core/domain/dunning.py): any payment removes the request
+        # cancellation date; only full payment removes the suspension and deletion dates.
+        cleared: dict[str, None] = {"request_cancellation_on": None}
+        if new_status == InvoiceStatus.PAID:
+            cleared |= {"suspension_on": None, "deletion_on": None}
         raised = (
             await Invoice.filter(id=stop.invoice_id, paid_minor=stop.paid_minor)
             .using_db(conn)
-            .update(paid_minor=F("paid_minor") + amount, status=new_status)
+            .update(paid_minor=F("paid_minor") + amount, status=new_status, **cleared)
         )
         if raised != 1:
             raise Conflict(f"{stop.number} changed meanwhile; open the stop again.")
@@ -253,6 +258,16 @@ async def _collect(
         new_expiry = None
         if new_status == InvoiceStatus.PAID and stop.purpose == InvoicePurpose.RENEWAL:
             new_expiry = await _renew(conn, stop, today)
+        elif (
+            new_status == InvoiceStatus.PAID
+            and stop.subscriber_status == SubscriberStatus.SUSPENDED
+        ):
+            # Suspended for not paying this invoice: paying it in full restores the service.
+            await (
+                Subscriber.filter(id=stop.subscriber_id, status=SubscriberStatus.SUSPENDED)
+                .using_db(conn)
+                .update(status=SubscriberStatus.ACTIVE)
+            )
         receipt_refusal = None
         if stop.phone:
             receipt = await queue_message(

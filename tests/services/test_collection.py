@@ -382,3 +382,60 @@ async def test_renewal_moves_subscriber_expiry_by_the_plan_period():
     await Subscriber.filter(id=subscriber.id).update(plan_id=plan.id)
     result = await mark_collected(collector, assignment_id=stop_id, idempotency_key="k", now=NOW)
     assert result.new_expiry == date(2027, 2, 28)
+
+
+async def test_any_payment_removes_the_request_cancellation_date():
+    _, _, collector, _, invoice, stop_id = await _setup()
+    await Invoice.filter(id=invoice.id).update(
+        request_cancellation_on=date(2026, 11, 30),
+        suspension_on=date(2026, 12, 10),
+        deletion_on=date(2027, 1, 10),
+    )
+
+    await mark_collected(
+        collector, assignment_id=stop_id, idempotency_key="p", amount_minor=100, now=NOW
+    )
+
+    await invoice.refresh_from_db()
+    assert invoice.request_cancellation_on is None
+    # Only full payment removes the suspension and deletion dates.
+    assert (invoice.suspension_on, invoice.deletion_on) == (date(2026, 12, 10), date(2027, 1, 10))
+
+
+async def test_full_payment_removes_the_dunning_dates_and_restores_a_suspended_service():
+    _, _, collector, subscriber, invoice, stop_id = await _setup(status=SubscriberStatus.SUSPENDED)
+    await Invoice.filter(id=invoice.id).update(
+        purpose=InvoicePurpose.OUT_OF_TURN,
+        suspension_on=date(2026, 11, 20),
+        deletion_on=date(2026, 12, 20),
+    )
+
+    await mark_collected(collector, assignment_id=stop_id, idempotency_key="f", now=NOW)
+
+    await invoice.refresh_from_db()
+    await subscriber.refresh_from_db()
+    assert (invoice.suspension_on, invoice.deletion_on) == (None, None)
+    assert subscriber.status == SubscriberStatus.ACTIVE
+
+
+async def test_a_partial_payment_leaves_a_suspended_subscriber_suspended():
+    _, _, collector, subscriber, _, stop_id = await _setup(status=SubscriberStatus.SUSPENDED)
+
+    await mark_collected(
+        collector, assignment_id=stop_id, idempotency_key="p", amount_minor=50_000, now=NOW
+    )
+
+    await subscriber.refresh_from_db()
+    assert subscriber.status == SubscriberStatus.SUSPENDED
+
+
+async def test_paying_a_terminated_subscribers_invoice_does_not_bring_them_back():
+    _, _, collector, subscriber, invoice, stop_id = await _setup(
+        status=SubscriberStatus.TERMINATED
+    )
+    await Invoice.filter(id=invoice.id).update(purpose=InvoicePurpose.OUT_OF_TURN)
+
+    await mark_collected(collector, assignment_id=stop_id, idempotency_key="t", now=NOW)
+
+    await subscriber.refresh_from_db()
+    assert subscriber.status == SubscriberStatus.TERMINATED

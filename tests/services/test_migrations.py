@@ -278,21 +278,24 @@ async def test_processes_starting_together_migrate_once() -> None:
 
 
 _INSERT_TENANT = "INSERT INTO tenant (id, name, currency, country, timezone, locale,"
-_INSERT_TENANT += " reschedule_days, failed_visits_before_flag, created_at)"
-_INSERT_TENANT += " VALUES (1, 'ISP', 'BDT', 'BD', 'Asia/Dhaka', 'en', 2, 3, CURRENT_TIMESTAMP)"
+_INSERT_TENANT += " reschedule_days, failed_visits_before_flag, dunning_hour, renewal_lead_days,"
+_INSERT_TENANT += " created_at)"
+_INSERT_TENANT += " VALUES (1, 'ISP', 'BDT', 'BD', 'Asia/Dhaka', 'en', 2, 3, 9, 5,"
+_INSERT_TENANT += " CURRENT_TIMESTAMP)"
 _INSERT_SUBSCRIBER = (
     "INSERT INTO subscriber (id, tenant_id, username, name, address, area, street, status,"
-    " billing_mode, usage_bytes, created_at)"
-    " VALUES (1, 1, 'u1', 'Subscriber', '', '', '', 'active', 'prepaid', 0, CURRENT_TIMESTAMP)"
+    " billing_mode, usage_bytes, billing_cycle_months, created_at)"
+    " VALUES (1, 1, 'u1', 'Subscriber', '', '', '', 'active', 'prepaid', 0, 1, CURRENT_TIMESTAMP)"
 )
 
 
 def _insert_invoice(number: str, amount: int, paid: int) -> str:
     return (
         "INSERT INTO invoice (tenant_id, subscriber_id, number, kind, purpose, amount_minor,"
-        " paid_minor, status, issue_date, due_date, failed_visits, created_at) VALUES"
+        " paid_minor, status, issue_date, due_date, failed_visits, system_generated,"
+        " created_at) VALUES"
         f" (1, 1, '{number}', 'invoice', 'renewal', {amount}, {paid}, 'unpaid',"
-        " CURRENT_DATE, CURRENT_DATE, 0, CURRENT_TIMESTAMP)"
+        " CURRENT_DATE, CURRENT_DATE, 0, FALSE, CURRENT_TIMESTAMP)"
     )
 
 
