@@ -8,12 +8,20 @@ so the same SQL runs on both.
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+# Parameter types SQLite takes as they are: most parameters, so they skip the isinstance
+# checks below (`fetch` is on the delivery webhooks' hot path, a dozen parameters an event).
+_SQLITE_NATIVE = frozenset({int, str, float, bool, bytes, type(None)})
 
+
+# The texts are the module-level constants of a few services, and the shapes the delivery
+# webhooks build per batch size: a bounded set, each rewritten once.
+@lru_cache(maxsize=1024)
 def _to_postgres(sql: str) -> str:
     parts = sql.split("?")
     out = [parts[0]]
@@ -23,6 +31,8 @@ def _to_postgres(sql: str) -> str:
 
 
 def _sqlite_value(value: Any) -> Any:
+    if type(value) in _SQLITE_NATIVE:
+        return value
     if isinstance(value, datetime):
         return value.isoformat(sep=" ")
     if isinstance(value, date):

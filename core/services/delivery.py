@@ -35,6 +35,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache, lru_cache
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -168,6 +169,31 @@ RETURNING id
 def _marks(count: int) -> str:
     """`?, ?, ?` for an IN list; `NULL` (matches nothing) for none."""
     return ", ".join("?" * count) if count else "NULL"
+
+
+# The statements' texts depend only on how many values they bind, so each shape is built
+# once (and is then the same string object, which `fetch` and the drivers' statement
+# caches recognise at once). At most `_CHUNK` events a statement bounds the shapes (the
+# lookup's two lists vary apart, so its cache is bounded too).
+@lru_cache(maxsize=512)
+def _find_sql(ids: int, provider_ids: int) -> str:
+    return _FIND_SQL.format(ids=_marks(ids), provider_ids=_marks(provider_ids))
+
+
+@cache
+def _log_sql(rows: int) -> str:
+    return _LOG_SQL.format(rows=", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows))
+
+
+@cache
+def _move_sql(messages: int) -> str:
+    whens = " ".join(["WHEN CAST(? AS INTEGER) THEN CAST(? AS VARCHAR(16))"] * messages)
+    rank_whens = " ".join(["WHEN CAST(? AS INTEGER) THEN CAST(? AS INTEGER)"] * messages)
+    return _MOVE_SQL.format(to_status=whens, ids=_marks(messages), to_rank=rank_whens)
+
+
+# One encoder for the stored events: `json.dumps` with options builds a new one per call.
+_encode_event = json.JSONEncoder(ensure_ascii=False).encode
 
 
 @dataclass(frozen=True)
@@ -308,7 +334,7 @@ async def _find_messages(conn: BaseDBAsyncClient, events: list[StatusEvent]) -> 
     provider_ids = sorted(
         {i for e in events for i in (e.provider_message_id, e.alternate_id) if i}
     )
-    sql = _FIND_SQL.format(ids=_marks(len(ids)), provider_ids=_marks(len(provider_ids)))
+    sql = _find_sql(len(ids), len(provider_ids))
     return _Messages(await fetch(sql, [*ids, *provider_ids], conn))
 
 
@@ -335,13 +361,9 @@ async def _log_events(
             origin.user_agent,
             # The gateway's event as sent, plus its error in our words under "error" (a key
             # neither gateway uses at that level), which the story and /undelivered show.
-            json.dumps(
-                event.raw | {"error": event.error} if event.error else event.raw,
-                ensure_ascii=False,
-            ),
+            _encode_event(event.raw | {"error": event.error} if event.error else event.raw),
         ]
-    rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(named))
-    logged = await fetch(_LOG_SQL.format(rows=rows), params, conn)
+    logged = await fetch(_log_sql(len(named)), params, conn)
     return {(int(r["message_id"]), str(r["status"])) for r in logged}
 
 
@@ -350,9 +372,7 @@ async def _move_statuses(conn: BaseDBAsyncClient, moves: dict[int, DeliveryStatu
     if not moves:
         return []
     ids = sorted(moves)
-    whens = " ".join(["WHEN CAST(? AS INTEGER) THEN CAST(? AS VARCHAR(16))"] * len(ids))
-    rank_whens = " ".join(["WHEN CAST(? AS INTEGER) THEN CAST(? AS INTEGER)"] * len(ids))
-    sql = _MOVE_SQL.format(to_status=whens, ids=_marks(len(ids)), to_rank=rank_whens)
+    sql = _move_sql(len(ids))
     params: list[Any] = [p for i in ids for p in (i, moves[i].value)]
     params += ids
     params += [p for i in ids for p in (i, rank(moves[i]))]
