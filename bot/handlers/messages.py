@@ -15,17 +15,17 @@ from __future__ import annotations
 import html
 import re
 
-from core.services.receipts import build_invoice_document, message_template_sources
 from telegram import Update
 from telegram.constants import ChatAction
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
 
 from bot.auth import origin_of
-from bot.handlers.office import BadArgs, _args, office, send_long
-from bot.replies import answer, send
+from bot.handlers.office import MAX_MESSAGE, BadArgs, _args, _units, office
+from bot.replies import answer, send, send_text
 from bot.texts import Locale, render
 from core.db.models import Staff
 from core.services.outbox import list_undelivered_messages, retry_message
+from core.services.receipts import build_invoice_document, message_template_sources
 
 RETRY_PATTERN = r"^off:rt:(\d{1,12})$"
 
@@ -68,11 +68,19 @@ async def retry_pressed(
 async def templates(
     update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff, loc: Locale
 ) -> None:
-    lines = [render(loc, "office.templates.title")]
+    entries = [render(loc, "office.templates.title")]
     for t in message_template_sources():
-        lines.append(render(loc, "office.templates.item", t=t))
-        lines.append(f"<pre>{html.escape(t.text.strip())}</pre>")
-    await send_long(update, lines)
+        item = render(loc, "office.templates.item", t=t)
+        entries.append(f"{item}\n<pre>{html.escape(t.text.strip())}</pre>")
+    # A <pre> block spans lines, so whole entries are packed into messages (send_long cuts
+    # between lines and could split one); each template is far below Telegram's limit.
+    message = ""
+    for entry in entries:
+        if message and _units(message) + 1 + _units(entry) > MAX_MESSAGE:
+            await send_text(update, message)
+            message = ""
+        message = f"{message}\n{entry}" if message else entry
+    await send_text(update, message)
 
 
 @office
