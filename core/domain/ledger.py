@@ -8,6 +8,7 @@ cash, a subscriber's receivable), so a balance is one SUM over legs with an inde
     cash collected      collector_cash(collector) +X   receivable(subscriber) -X
                         commission_expense +C   commission_payable(collector) -C
     commission paid     commission_payable(collector) +P   office_cash -P
+    paid at the office  office_cash +X   receivable(subscriber) -X
 """
 
 from __future__ import annotations
@@ -69,5 +70,15 @@ def commission_paid(*, collector_id: int, amount_minor: int) -> list[Leg]:
         [
             Leg(COMMISSION_PAYABLE, amount_minor, staff_id=collector_id),
             Leg(OFFICE_CASH, -amount_minor),
+        ]
+    )
+
+
+def office_payment(*, subscriber_id: int, amount_minor: int) -> list[Leg]:
+    """Money taken by the office itself (create and claim): no collector holds it."""
+    return balanced(
+        [
+            Leg(OFFICE_CASH, amount_minor),
+            Leg(RECEIVABLE, -amount_minor, subscriber_id=subscriber_id),
         ]
     )

@@ -40,6 +40,14 @@ class InvoicePurpose(StrEnum):
     CHARGEBACK = "chargeback"
 
 
+class RequestStatus(StrEnum):
+    """The service request an invoice pays for (a renewal waiting to be carried out)."""
+
+    PENDING = "pending"
+    EXECUTED = "executed"
+    CANCELLED = "cancelled"
+
+
 class AssignmentStatus(StrEnum):
     ASSIGNED = "assigned"
     COLLECTED = "collected"

@@ -257,7 +257,14 @@ async def _collect(
         )
         new_expiry = None
         if new_status == InvoiceStatus.PAID and stop.purpose == InvoicePurpose.RENEWAL:
-            new_expiry = await _renew(conn, stop, today)
+            new_expiry = await renew_subscription(
+                conn,
+                subscriber_id=stop.subscriber_id,
+                expiry_date=stop.expiry_date,
+                subscriber_status=stop.subscriber_status,
+                period_months=stop.period_months,
+                today=today,
+            )
         elif (
             new_status == InvoiceStatus.PAID
             and stop.subscriber_status == SubscriberStatus.SUSPENDED
@@ -325,20 +332,29 @@ def _check_stop_for(actor: Staff, stop: Assignment | _StopRow | None) -> None:
         raise PermissionDenied("This stop is not on your route.", code="not_your_stop")
 
 
-async def _renew(conn: BaseDBAsyncClient, stop: _StopRow, today: date) -> date:
+async def renew_subscription(
+    conn: BaseDBAsyncClient,
+    *,
+    subscriber_id: int,
+    expiry_date: date | None,
+    subscriber_status: SubscriberStatus,
+    period_months: int,
+    today: date,
+) -> date:
     """A renewal paid in full: extend expiry by the plan period, reactivate, reset usage.
 
-    A terminated subscriber stays terminated (nothing undoes termination); their expiry
-    still moves, so the payment is not lost if the office re-creates the account.
+    Shared by every way a renewal gets paid (at the door, at the office). A terminated
+    subscriber stays terminated (nothing undoes termination); their expiry still moves,
+    so the payment is not lost if the office re-creates the account.
     """
-    new_expiry = extend_expiry(stop.expiry_date, today, stop.period_months)
+    new_expiry = extend_expiry(expiry_date, today, period_months)
     status = (
         SubscriberStatus.ACTIVE
-        if stop.subscriber_status == SubscriberStatus.SUSPENDED
-        else stop.subscriber_status
+        if subscriber_status == SubscriberStatus.SUSPENDED
+        else subscriber_status
     )
     await (
-        Subscriber.filter(id=stop.subscriber_id)
+        Subscriber.filter(id=subscriber_id)
         .using_db(conn)
         .update(expiry_date=new_expiry, status=status, usage_bytes=0)
     )

@@ -14,8 +14,10 @@ Invariants:
 - Unknown columns are refused, never ignored: a typo such as "phnoe" must not drop data.
 - Only rows of the actor's tenant are read or written: usernames, plan, class and reseller
   names of other tenants are invisible, so they are "unknown", never "taken".
-- An imported invoice is what `billing.create_invoice` would have written: `unpaid`, with
-  one balanced `invoice_issued` posting (receivable of the subscriber +A, revenue -A).
+- An imported invoice is what `billing.create_invoice` would have written: `unpaid`, its
+  first reminder and the plan's suspension and deletion dates set by the same rules
+  (`core.domain.terms`), with one balanced `invoice_issued` posting (receivable of the
+  subscriber +A, revenue -A).
 - Lookups cost a few queries per file, never one per row, and writes are bulk INSERTs.
 """
 
@@ -53,7 +55,12 @@ from core.domain.dates import local_today, utcnow
 from core.domain.money import parse_amount
 from core.domain.phones import normalise_phone
 from core.domain.status import BillingMode, InvoiceKind, InvoicePurpose, InvoiceStatus
-from core.domain.terms import default_due_date, default_reminder_days
+from core.domain.terms import (
+    PlanOffsets,
+    default_due_date,
+    default_dunning_dates,
+    default_reminder_days,
+)
 from core.errors import ImportRejected, InvalidInput
 from core.services.access import SYSTEM, Origin, require_admin
 from core.services.audit import write_audit
@@ -503,9 +510,18 @@ async def _check_invoices(tenant: Tenant, rows: list[_Row], today: date) -> list
             tenant_id=tenant.id
         ).values_list("id", "net_days", "out_of_turn_net_days")
     }
-    plan_reminders = dict(
-        await Plan.filter(tenant_id=tenant.id).values_list("id", "reminder_days")
-    )
+    plans = {
+        plan_id: (reminders, PlanOffsets(cancel, suspend, delete))
+        for plan_id, reminders, cancel, suspend, delete in await Plan.filter(
+            tenant_id=tenant.id
+        ).values_list(
+            "id",
+            "reminder_days",
+            "request_cancellation_days",
+            "suspension_days",
+            "deletion_days",
+        )
+    }
     taken = await _existing(
         Invoice, tenant.id, "number", [row.cells.get("number", "") for row in rows]
     )
@@ -545,8 +561,17 @@ async def _check_invoices(tenant: Tenant, rows: list[_Row], today: date) -> list
             due_date = default_due_date(
                 issue_date, purpose, terms.get(customer.customer_class_id or 0)
             )
+        plan_reminders, offsets = plans.get(customer.plan_id or 0, (None, None))
         if reminder_days is None:
-            reminder_days = default_reminder_days(kind, plan_reminders.get(customer.plan_id or 0))
+            reminder_days = default_reminder_days(kind, plan_reminders)
+        dates = default_dunning_dates(
+            issue_date=issue_date,
+            due_date=due_date,
+            reminder_days=reminder_days,
+            offsets=offsets,
+            request_pending=False,
+            system_generated=False,
+        )
         values.append(
             {
                 "tenant_id": tenant.id,
@@ -559,6 +584,9 @@ async def _check_invoices(tenant: Tenant, rows: list[_Row], today: date) -> list
                 "issue_date": issue_date,
                 "due_date": due_date,
                 "reminder_days": reminder_days,
+                "next_reminder_on": dates.next_reminder_on,
+                "suspension_on": dates.suspension_on,
+                "deletion_on": dates.deletion_on,
             }
         )
     _raise_if_any("invoices", rows)
