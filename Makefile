@@ -37,6 +37,7 @@ bench: $(STAMP) ## Run the benchmarks (see docs/performance.md)
 	$(BIN)/python -m bench.bot
 	$(BIN)/python -m bench.receipt
 	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.dunning
 
 migrations: $(STAMP) ## Regenerate the aerich migrations for both dialects from the models
 	$(BIN)/python -m core.db.makemigrations

@@ -18,6 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from telegram import Update
 
 from bot.app import build_application
+from collectbot.scheduler import schedule_jobs
 from collectbot.whatsapp.setup import build_gateway, check_whatsapp_settings, retry_policy
 from collectbot.whatsapp.worker import OutboxWorker
 from core.config import Settings
@@ -72,6 +73,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         )
     else:
         log.info("WHATSAPP_PROVIDER=none: receipts wait in the outbox until one is set")
+    # The dunning clock: each tenant's daily run at its local hour (collectbot/scheduler.py).
+    schedule_jobs(scheduler, application=application, settings=settings)
     try:
         async with application:
             await application.start()

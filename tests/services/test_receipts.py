@@ -250,7 +250,7 @@ async def test_another_tenants_invoice_is_not_found():
 
 
 async def test_the_office_can_read_every_receipt_caption_template():
-    sources = message_template_sources()
+    sources = [t for t in message_template_sources() if t.kind == "receipt"]
 
     assert [(t.kind, t.language) for t in sources] == [
         ("receipt", "ar"),
