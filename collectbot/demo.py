@@ -19,6 +19,7 @@ import io
 import re
 import shutil
 import socket
+from datetime import UTC, datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,13 @@ from collectbot.whatsapp.setup import build_gateway, retry_policy
 from collectbot.whatsapp.worker import OutboxWorker
 from core.config import Settings
 from core.db.migrate import migrate
-from core.db.models import LedgerLeg, OutboxMessage
+from core.db.models import Invoice, LedgerLeg, OutboxMessage, Subscriber, Tenant
 from core.db.orm import database
+from core.domain.dates import local_today, utcnow
 from core.domain.status import Role
 from core.services.access import CLI
 from core.services.billing import create_plan, create_reseller, create_tenant
+from core.services.dunning import run_dunning_day
 from core.services.importing import import_invoices, import_subscribers
 from core.services.staff import create_invite, invite_link
 from webhooks.app import SECRET_HEADER, create_runner, create_web_app
@@ -221,6 +224,13 @@ class WhatsApp:
             print(f"  caption: {caption}")
         return saved
 
+    async def send_due(self) -> None:
+        """One pass of the outbox worker (reminders are sent like receipts)."""
+        async with aiohttp.ClientSession() as http:
+            gateway = build_gateway(self.settings, http)
+            assert gateway is not None
+            await OutboxWorker(gateway, policy=retry_policy(self.settings)).send_due_messages()
+
     async def acknowledge(self, ack: str) -> None:
         """Ultramsg calls our webhook as the receipts reach the phones."""
         for sent in self.gateway.sent:
@@ -301,6 +311,8 @@ async def _story(stage: Stage, whatsapp: WhatsApp, data_dir: Path) -> None:
     await stage.tap(nadia, _button_starting(stage, nadia, "Pay "))
     await stage.say(nadia, f"/invoice {_first_invoice_number(first)}")
 
+    await _dunning(stage, whatsapp, tenant.id, nadia, karim)
+
     delivered = await OutboxMessage.filter(
         tenant_id=tenant.id, delivery_status__in=("delivered", "read")
     ).count()
@@ -317,6 +329,60 @@ async def _story(stage: Stage, whatsapp: WhatsApp, data_dir: Path) -> None:
     )
     if sum(legs) != 0:
         raise SystemExit("the ledger does not balance")
+
+
+async def _dunning(
+    stage: Stage, whatsapp: WhatsApp, tenant_id: int, nadia: FakeUser, karim: FakeUser
+) -> None:
+    """An out-of-turn invoice nobody pays: reminders, a warning, suspension; then Karim
+    collects it and the service comes back. The days pass by calling the daily run for
+    each date, as the scheduler in `collectbot serve` does once a day at the tenant's hour.
+    """
+    print("\n== The dunning clock: an invoice nobody pays")
+    tenant = await Tenant.get(id=tenant_id)
+    today = local_today(utcnow(), tenant.timezone)
+    due, suspend = today + timedelta(days=3), today + timedelta(days=7)
+    await stage.say(
+        nadia,
+        f"/newinvoice mdp-islam 800 out-of-turn due={due.isoformat()} remind=2"
+        f" suspend={suspend.isoformat()}",
+    )
+    number = _first_invoice_number(stage.bot_entries(nadia)[-1])
+    invoice = await Invoice.get(tenant_id=tenant_id, number=number)
+    subscriber = await Subscriber.get(id=invoice.subscriber_id)
+    already = len(whatsapp.gateway.sent)
+    for n in range(1, 8):
+        day = today + timedelta(days=n)
+        ran = await run_dunning_day(
+            tenant_id=tenant_id,
+            day=day,
+            worker="demo",
+            now=datetime.combine(day, time(3, 0), tzinfo=UTC),
+        )
+        assert ran is not None
+        await whatsapp.send_due()
+        await subscriber.refresh_from_db()
+        texts = [m for m in whatsapp.gateway.sent[already:] if m.to == subscriber.phone]
+        already = len(whatsapp.gateway.sent)
+        st = ran.stats
+        print(
+            f"\n{day:%a %d %b} daily run: reminders {st.reminders} · pre-due notices"
+            f" {st.pre_due_notices} · suspension warnings {st.suspension_warnings} ·"
+            f" suspensions {st.suspensions} · {subscriber.name} is {subscriber.status.value}"
+        )
+        for text in texts:
+            body = text.text.replace("\n", "\n    ")
+            print(f"  WhatsApp -> {text.to}:\n    {body}")
+    print(f"\n{subscriber.name} pays at the door:")
+    await stage.say(nadia, f"/assign Karim {number}")
+    await stage.say(karim, "🗺 Today's route")
+    card = next(e for e in reversed(stage.bot_entries(karim)) if number in e.text)
+    await stage.tap(karim, "Collected", card)
+    await stage.tap(karim, _button_starting(stage, karim, "Full "))
+    await stage.tap(karim, "Post without photo")
+    await subscriber.refresh_from_db()
+    print(f"\n{subscriber.name} is {subscriber.status.value} again.")
+    await stage.say(nadia, "/dashboard")
 
 
 async def _bound(staff_id: int) -> Any:

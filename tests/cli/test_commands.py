@@ -48,12 +48,19 @@ def test_the_demo_plays_the_whole_story_through_the_bot_and_leaves_the_documents
         "Noted: not home",
         "✅ Paid Karim",
         "Receipt photo · INV-2026-0044",
+        "WhatsApp receipt to +8801552000004: sent ",
+        "2 WhatsApp receipts were delivered.",
+        "your service will be suspended on",
+        "is suspended",
+        "Rafiqul Islam is active again.",
         "legs sum to 0.",
     ):
         assert line in out, line
     assert "Traceback" not in result.stderr
     made = sorted(p.suffix for p in (tmp_path / "demo").glob("collector-report-*"))
     assert made == [".pdf", ".xlsx"]
+    receipts = sorted((tmp_path / "demo").glob("receipt-*.pdf"))
+    assert len(receipts) == 2 and all(p.read_bytes().startswith(b"%PDF") for p in receipts)
 
 
 def test_an_office_is_set_up_from_the_command_line(workdir):
