@@ -62,7 +62,7 @@ from core.services.access import SYSTEM, Origin, require_active
 from core.services.assignments import close_stop
 from core.services.audit import write_audit
 from core.services.ledger import post
-from core.services.outbox import REFUSED, WHATSAPP, queue_message
+from core.services.outbox import REFUSED, queue_receipt
 
 MAX_KEY_LENGTH = 80
 
@@ -277,18 +277,13 @@ async def _collect(
             )
         receipt_refusal = None
         if stop.phone:
-            receipt = await queue_message(
+            receipt_refusal = await queue_receipt(
                 conn,
                 tenant_id=actor.tenant_id,
-                channel=WHATSAPP,
-                kind="receipt",
-                recipient=stop.phone,
-                dedupe_key=f"receipt:{payment.id}",
-                payload={"payment_id": payment.id},
-                invoice_id=stop.invoice_id,
                 payment_id=payment.id,
+                invoice_id=stop.invoice_id,
+                phone=stop.phone,
             )
-            receipt_refusal = receipt.last_error if receipt.status == REFUSED else None
         await write_audit(
             tenant_id=actor.tenant_id,
             actor=actor,

@@ -79,7 +79,7 @@ from core.services.billing import (
 )
 from core.services.collection import MAX_KEY_LENGTH, renew_subscription
 from core.services.ledger import post
-from core.services.outbox import REFUSED, WHATSAPP, queue_message
+from core.services.outbox import REFUSED, queue_receipt
 
 log = logging.getLogger("collectbot.invoicing")
 
@@ -399,18 +399,13 @@ async def _claim(
             )
         refusal = None
         if subscriber.phone:
-            receipt = await queue_message(
+            refusal = await queue_receipt(
                 conn,
                 tenant_id=actor.tenant_id,
-                channel=WHATSAPP,
-                kind="receipt",
-                recipient=subscriber.phone,
-                dedupe_key=f"receipt:{payment.id}",
-                payload={"payment_id": payment.id},
-                invoice_id=invoice.id,
                 payment_id=payment.id,
+                invoice_id=invoice.id,
+                phone=subscriber.phone,
             )
-            refusal = receipt.last_error if receipt.status == REFUSED else None
         await write_audit(
             tenant_id=actor.tenant_id,
             actor=actor,

@@ -117,6 +117,32 @@ async def queue_message(
     )
 
 
+async def queue_receipt(
+    conn: BaseDBAsyncClient,
+    *,
+    tenant_id: int,
+    payment_id: int,
+    invoice_id: int,
+    phone: str,
+) -> str | None:
+    """Queue the WhatsApp receipt of a payment; the reason it cannot go, or None if queued.
+
+    One receipt per payment (`receipt:<payment id>`), whoever took the money.
+    """
+    receipt = await queue_message(
+        conn,
+        tenant_id=tenant_id,
+        channel=WHATSAPP,
+        kind="receipt",
+        recipient=phone,
+        dedupe_key=f"receipt:{payment_id}",
+        payload={"payment_id": payment_id},
+        invoice_id=invoice_id,
+        payment_id=payment_id,
+    )
+    return receipt.last_error if receipt.status == REFUSED else None
+
+
 def _claimable(now: datetime) -> Q:
     """Due for an attempt: pending and its time has come, or a lease that ran out."""
     return (
