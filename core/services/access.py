@@ -8,10 +8,11 @@ Objects outside it are reported as not found, so ids of other tenants leak nothi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from core.db.models import Staff
+from core.db.models import Invoice, Staff
 from core.domain.status import Role
-from core.errors import InactiveStaff, NotFound, PermissionDenied
+from core.errors import InactiveStaff, InvalidInput, NotFound, PermissionDenied
 
 COLLECTORS_VIEW = "collectors.view"
 COLLECTORS_CREATE = "collectors.create"
@@ -89,6 +90,29 @@ def in_reseller_scope(actor: Staff, reseller_id: int | None) -> bool:
     if actor.role == Role.ADMIN:
         return True
     return actor.reseller_id is not None and actor.reseller_id == reseller_id
+
+
+async def invoice_in_scope(actor: Staff, number: str, *fields: str) -> dict[str, Any]:
+    """The `fields` of invoice `number` (as typed: trimmed, any case), in one query.
+
+    Raises:
+        InvalidInput: no number given.
+        NotFound: no such invoice in the actor's tenant, or outside their reseller's
+            subscribers (code `invoice_not_found`, the same words either way).
+    """
+    wanted = number.strip().upper()
+    if not wanted:
+        raise InvalidInput("Give an invoice number, like INV-2026-0042.", code="numbers_required")
+    rows = await Invoice.filter(tenant_id=actor.tenant_id, number=wanted).values(
+        *fields, "subscriber__reseller_id"
+    )
+    if not rows or not in_reseller_scope(actor, rows[0]["subscriber__reseller_id"]):
+        raise NotFound(
+            f"There is no invoice {wanted} in your company.",
+            code="invoice_not_found",
+            number=wanted,
+        )
+    return dict(rows[0])
 
 
 def check_permissions_list(permissions: list[str]) -> list[str]:

@@ -67,7 +67,14 @@ from core.domain.status import (
     SubscriberStatus,
 )
 from core.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
-from core.services.access import SYSTEM, Origin, in_reseller_scope, require_active, require_admin
+from core.services.access import (
+    SYSTEM,
+    Origin,
+    in_reseller_scope,
+    invoice_in_scope,
+    require_active,
+    require_admin,
+)
 from core.services.audit import write_audit
 from core.services.billing import (
     BillingContext,
@@ -118,17 +125,8 @@ async def _subscriber(actor: Staff, username: str) -> Subscriber:
 
 
 async def _invoice(actor: Staff, number: str) -> Invoice:
-    wanted = number.strip().upper()
-    if not wanted:
-        raise InvalidInput("Give an invoice number, like INV-2026-0042.", code="numbers_required")
-    invoice = await Invoice.get_or_none(tenant_id=actor.tenant_id, number=wanted)
-    if invoice is not None:
-        owner = await Subscriber.get(id=invoice.subscriber_id)
-        if in_reseller_scope(actor, owner.reseller_id):
-            return invoice
-    raise NotFound(
-        f"There is no invoice {wanted} in your company.", code="invoice_not_found", number=wanted
-    )
+    row = await invoice_in_scope(actor, number, "id")
+    return await Invoice.get(id=row["id"])
 
 
 def _require_office(actor: Staff) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from core.db.models import Invoice, Payment, Staff
+from core.db.models import Payment, Staff
 from core.db.sql import fetch
 from core.documents.invoice import InvoiceDocumentFacts, PaymentLine, render_invoice_pdf
 from core.documents.pdf import TEMPLATES
@@ -44,10 +44,9 @@ from core.domain.status import (
     InvoicePurpose,
     InvoiceStatus,
     PaymentMethod,
-    Role,
 )
-from core.errors import InvalidInput, NotFound
-from core.services.access import COLLECTORS_VIEW, require_permission
+from core.errors import NotFound
+from core.services.access import COLLECTORS_VIEW, invoice_in_scope, require_permission
 
 
 @dataclass(frozen=True)
@@ -169,10 +168,9 @@ async def build_invoice_document(
         NotFound: no such invoice in the actor's tenant and scope (code `invoice_not_found`).
     """
     require_permission(actor, COLLECTORS_VIEW)
-    wanted = number.strip().upper()
-    if not wanted:
-        raise InvalidInput("Give an invoice number, like INV-2026-0042.")
-    rows = await Invoice.filter(tenant_id=actor.tenant_id, number=wanted).values(
+    row = await invoice_in_scope(
+        actor,
+        number,
         "id",
         "number",
         "kind",
@@ -185,21 +183,11 @@ async def build_invoice_document(
         "subscriber__username",
         "subscriber__address",
         "subscriber__language",
-        "subscriber__reseller_id",
         "tenant__name",
         "tenant__currency",
         "tenant__timezone",
         "tenant__locale",
     )
-    row = rows[0] if rows else None
-    if row is None or (
-        actor.role != Role.ADMIN and row["subscriber__reseller_id"] != actor.reseller_id
-    ):
-        raise NotFound(
-            f"There is no invoice {wanted} in your company.",
-            code="invoice_not_found",
-            number=wanted,
-        )
     payments = (
         await Payment.filter(invoice_id=row["id"])
         .order_by("received_at", "id")

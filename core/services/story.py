@@ -19,7 +19,6 @@ from typing import Any
 from core.db.models import (
     Assignment,
     AuditLog,
-    Invoice,
     NotificationLog,
     OutboxMessage,
     Payment,
@@ -35,10 +34,8 @@ from core.domain.status import (
     InvoicePurpose,
     InvoiceStatus,
     PaymentMethod,
-    Role,
 )
-from core.errors import InvalidInput, NotFound
-from core.services.access import COLLECTORS_VIEW, require_permission
+from core.services.access import COLLECTORS_VIEW, invoice_in_scope, require_permission
 
 
 @dataclass(frozen=True)
@@ -168,10 +165,9 @@ async def invoice_story(actor: Staff, *, number: str, now: datetime | None = Non
         NotFound: no such invoice in the actor's tenant and scope (code `invoice_not_found`).
     """
     require_permission(actor, COLLECTORS_VIEW)
-    wanted = number.strip().upper()
-    if not wanted:
-        raise InvalidInput("Give an invoice number, like INV-2026-0042.")
-    rows = await Invoice.filter(tenant_id=actor.tenant_id, number=wanted).values(
+    row = await invoice_in_scope(
+        actor,
+        number,
         "id",
         "number",
         "kind",
@@ -188,17 +184,7 @@ async def invoice_story(actor: Staff, *, number: str, now: datetime | None = Non
         "subscriber__phone",
         "subscriber__address",
         "subscriber__area",
-        "subscriber__reseller_id",
     )
-    row = rows[0] if rows else None
-    if row is None or (
-        actor.role != Role.ADMIN and row["subscriber__reseller_id"] != actor.reseller_id
-    ):
-        raise NotFound(
-            f"There is no invoice {wanted} in your company.",
-            code="invoice_not_found",
-            number=wanted,
-        )
     tenant = await Tenant.get(id=actor.tenant_id)
     today = local_today(now or utcnow(), tenant.timezone)
     status = InvoiceStatus(row["status"])
