@@ -256,24 +256,17 @@ async def _collect(
             memo=stop.number,
         )
         new_expiry = None
-        if new_status == InvoiceStatus.PAID and stop.purpose == InvoicePurpose.RENEWAL:
-            new_expiry = await renew_subscription(
+        if new_status == InvoiceStatus.PAID:
+            new_expiry = await settle_in_full(
                 conn,
+                invoice_id=stop.invoice_id,
+                purpose=InvoicePurpose(stop.purpose),
+                suspension_on=stop.suspension_on,
                 subscriber_id=stop.subscriber_id,
                 expiry_date=stop.expiry_date,
                 subscriber_status=stop.subscriber_status,
                 period_months=stop.period_months,
                 today=today,
-            )
-        elif (
-            new_status == InvoiceStatus.PAID
-            and stop.subscriber_status == SubscriberStatus.SUSPENDED
-        ):
-            # Suspended for not paying this invoice: paying it in full restores the service.
-            await (
-                Subscriber.filter(id=stop.subscriber_id, status=SubscriberStatus.SUSPENDED)
-                .using_db(conn)
-                .update(status=SubscriberStatus.ACTIVE)
             )
         receipt_refusal = None
         if stop.phone:
@@ -327,7 +320,53 @@ def _check_stop_for(actor: Staff, stop: Assignment | _StopRow | None) -> None:
         raise PermissionDenied("This stop is not on your route.", code="not_your_stop")
 
 
-async def renew_subscription(
+async def settle_in_full(
+    conn: BaseDBAsyncClient,
+    *,
+    invoice_id: int,
+    purpose: InvoicePurpose,
+    suspension_on: date | None,
+    subscriber_id: int,
+    expiry_date: date | None,
+    subscriber_status: SubscriberStatus,
+    period_months: int,
+    today: date,
+) -> date | None:
+    """What an invoice paid in full does to its subscriber, however it was paid (at the
+    door, at the office). A renewal extends the service (the new expiry is returned). Any
+    other invoice that carried a suspension date restores a suspended service, unless
+    another unpaid invoice's suspension date has come too; paying an invoice that could not
+    suspend (a charge without dates) leaves a suspension for another reason (the office's,
+    for failed visits) in place. Termination always stays.
+    """
+    if purpose == InvoicePurpose.RENEWAL:
+        return await _renew_subscription(
+            conn,
+            subscriber_id=subscriber_id,
+            expiry_date=expiry_date,
+            subscriber_status=subscriber_status,
+            period_months=period_months,
+            today=today,
+        )
+    if (
+        subscriber_status == SubscriberStatus.SUSPENDED
+        and suspension_on is not None
+        and not await Invoice.filter(
+            subscriber_id=subscriber_id, status__in=COLLECTIBLE, suspension_on__lte=today
+        )
+        .exclude(id=invoice_id)
+        .using_db(conn)
+        .exists()
+    ):
+        await (
+            Subscriber.filter(id=subscriber_id, status=SubscriberStatus.SUSPENDED)
+            .using_db(conn)
+            .update(status=SubscriberStatus.ACTIVE)
+        )
+    return None
+
+
+async def _renew_subscription(
     conn: BaseDBAsyncClient,
     *,
     subscriber_id: int,
@@ -338,7 +377,7 @@ async def renew_subscription(
 ) -> date:
     """A renewal paid in full: extend expiry by the plan period, reactivate, reset usage.
 
-    Shared by every way a renewal gets paid (at the door, at the office). A terminated
+    Reached through `settle_in_full` whichever way the renewal was paid. A terminated
     subscriber stays terminated (nothing undoes termination); their expiry still moves,
     so the payment is not lost if the office re-creates the account.
     """
@@ -370,6 +409,7 @@ class _StopRow:
     amount_minor: int
     paid_minor: int
     invoice_status: InvoiceStatus
+    suspension_on: date | None
     subscriber_id: int
     subscriber_name: str
     phone: str | None
@@ -385,7 +425,7 @@ class _StopRow:
 STOP_FOR_COLLECTION_SQL = """
 SELECT a.id, a.status, a.collector_id, c.commission_bp,
        i.id AS invoice_id, i.number, i.purpose, i.amount_minor, i.paid_minor,
-       i.status AS invoice_status,
+       i.status AS invoice_status, i.suspension_on,
        s.id AS subscriber_id, s.name AS subscriber_name, s.phone, s.expiry_date,
        s.status AS subscriber_status, COALESCE(p.period_months, 1) AS period_months,
        t.timezone, t.currency, t.locale
@@ -408,6 +448,10 @@ async def _read_stop(
     r = dict(rows[0])
     expiry = r["expiry_date"]
     r["expiry_date"] = date.fromisoformat(expiry) if isinstance(expiry, str) else expiry
+    suspension = r["suspension_on"]
+    r["suspension_on"] = (
+        date.fromisoformat(suspension) if isinstance(suspension, str) else suspension
+    )
     r["invoice_status"] = InvoiceStatus(r["invoice_status"])
     r["subscriber_status"] = SubscriberStatus(r["subscriber_status"])
     return _StopRow(**r)

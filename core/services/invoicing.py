@@ -84,7 +84,7 @@ from core.services.billing import (
     next_invoice_number,
     write_invoice,
 )
-from core.services.collection import MAX_KEY_LENGTH, renew_subscription
+from core.services.collection import MAX_KEY_LENGTH, settle_in_full
 from core.services.ledger import post
 from core.services.outbox import REFUSED, queue_receipt
 
@@ -385,16 +385,17 @@ async def _claim(
             created_by_id=actor.id,
             memo=invoice.number,
         )
-        new_expiry = None
-        if invoice.purpose == InvoicePurpose.RENEWAL:
-            new_expiry = await renew_subscription(
-                conn,
-                subscriber_id=subscriber.id,
-                expiry_date=subscriber.expiry_date,
-                subscriber_status=SubscriberStatus(subscriber.status),
-                period_months=ctx.plan.period_months if ctx.plan else 1,
-                today=today,
-            )
+        new_expiry = await settle_in_full(
+            conn,
+            invoice_id=invoice.id,
+            purpose=InvoicePurpose(invoice.purpose),
+            suspension_on=invoice.suspension_on,
+            subscriber_id=subscriber.id,
+            expiry_date=subscriber.expiry_date,
+            subscriber_status=SubscriberStatus(subscriber.status),
+            period_months=ctx.plan.period_months if ctx.plan else 1,
+            today=today,
+        )
         refusal = None
         if subscriber.phone:
             refusal = await queue_receipt(

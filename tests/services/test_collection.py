@@ -439,3 +439,28 @@ async def test_paying_a_terminated_subscribers_invoice_does_not_bring_them_back(
 
     await subscriber.refresh_from_db()
     assert subscriber.status == SubscriberStatus.TERMINATED
+
+
+async def test_full_payment_leaves_the_suspension_while_another_invoice_still_suspends():
+    tenant, _, collector, subscriber, invoice, stop_id = await _setup(
+        status=SubscriberStatus.SUSPENDED
+    )
+    await Invoice.filter(id=invoice.id).update(
+        purpose=InvoicePurpose.OUT_OF_TURN, suspension_on=date(2026, 11, 20)
+    )
+    await make_invoice(subscriber, 50_000, suspension_on=date(2026, 11, 21))
+
+    await mark_collected(collector, assignment_id=stop_id, idempotency_key="f", now=NOW)
+
+    await subscriber.refresh_from_db()
+    assert subscriber.status == SubscriberStatus.SUSPENDED
+
+
+async def test_paying_a_charge_that_could_not_suspend_leaves_the_offices_suspension():
+    _, _, collector, subscriber, invoice, stop_id = await _setup(status=SubscriberStatus.SUSPENDED)
+    await Invoice.filter(id=invoice.id).update(purpose=InvoicePurpose.MANUAL)
+
+    await mark_collected(collector, assignment_id=stop_id, idempotency_key="m", now=NOW)
+
+    await subscriber.refresh_from_db()
+    assert subscriber.status == SubscriberStatus.SUSPENDED
