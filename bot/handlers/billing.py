@@ -20,9 +20,7 @@ the state when a button is pressed.
 from __future__ import annotations
 
 import re
-import secrets
 from datetime import date
-from typing import Any
 
 from markupsafe import Markup
 from telegram import Update
@@ -30,6 +28,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Cont
 
 from bot.auth import origin_of
 from bot.handlers.office import BadArgs, _args, office
+from bot.previews import remember_preview, take_preview
 from bot.replies import answer, edit, send
 from bot.texts import Locale, render
 from core.db.models import Staff
@@ -53,7 +52,6 @@ DRAFTS_SHOWN = 20  # /drafts: cards with an Approve button (Approve all covers t
 FLAGGED_SHOWN = 20  # /suspendflagged: lines in the preview
 FLAGGED_MAX = 2_000  # subscribers one preview can suspend; more: send it again
 PREVIEWS = "billing_suspend"  # user_data: token -> [subscriber ids]
-MAX_PREVIEWS = 3
 
 PURPOSE_WORDS = {
     "new": InvoicePurpose.NEW,
@@ -455,25 +453,12 @@ async def cancelled(
     await edit(update, loc, "common.cancelled")
 
 
-def _previews(context: ContextTypes.DEFAULT_TYPE) -> dict[str, Any]:
-    assert context.user_data is not None
-    stored = context.user_data.get(PREVIEWS)
-    if not isinstance(stored, dict):
-        stored = context.user_data[PREVIEWS] = {}
-    return stored
-
-
 def _remember(context: ContextTypes.DEFAULT_TYPE, ids: list[int]) -> str:
-    previews = _previews(context)
-    token = secrets.token_urlsafe(6)
-    previews[token] = ids
-    for old in list(previews)[:-MAX_PREVIEWS]:
-        del previews[old]
-    return token
+    return remember_preview(context, PREVIEWS, ids)
 
 
 def _take(context: ContextTypes.DEFAULT_TYPE, token: str) -> list[int] | None:
-    stored = _previews(context).pop(token, None)
+    stored = take_preview(context, PREVIEWS, token)
     return [int(i) for i in stored] if isinstance(stored, list) else None
 
 

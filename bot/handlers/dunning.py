@@ -14,14 +14,12 @@ per invoice and day.
 
 from __future__ import annotations
 
-import secrets
-from typing import Any
-
 from telegram import Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
 
 from bot.auth import origin_of
 from bot.handlers.office import BadArgs, _args, _callback_match, _key_values, office
+from bot.previews import remember_preview, take_preview
 from bot.replies import answer, edit, send
 from bot.texts import Locale, render
 from core.db.models import Staff
@@ -34,7 +32,6 @@ from core.services.reminders import (
 )
 
 PREVIEWS = "dunning_remind"  # user_data: token -> {"s": status, "a": area, "o": overdue}
-MAX_PREVIEWS = 3  # older previews are forgotten (their buttons then answer "expired")
 FILTER_KEYS = ("status", "area")
 OVERDUE = "overdue"
 TOKEN = r"([A-Za-z0-9_-]{1,16})"
@@ -74,26 +71,14 @@ def _left_out(loc: Locale, preview: BulkReminderPreview) -> str:
     return render(loc, "dunning.remind.left_out", parts=parts) if parts else ""
 
 
-def _previews(context: ContextTypes.DEFAULT_TYPE) -> dict[str, Any]:
-    assert context.user_data is not None
-    stored = context.user_data.get(PREVIEWS)
-    if not isinstance(stored, dict):
-        stored = context.user_data[PREVIEWS] = {}
-    return stored
-
-
 def _remember(context: ContextTypes.DEFAULT_TYPE, filters: BulkFilter) -> str:
-    previews = _previews(context)
-    token = secrets.token_urlsafe(6)
-    previews[token] = {"s": filters.status, "a": filters.area, "o": filters.overdue_only}
-    for old in list(previews)[:-MAX_PREVIEWS]:
-        del previews[old]
-    return token
+    stored = {"s": filters.status, "a": filters.area, "o": filters.overdue_only}
+    return remember_preview(context, PREVIEWS, stored)
 
 
 def _take(context: ContextTypes.DEFAULT_TYPE, token: str) -> BulkFilter | None:
     """The filters behind `token`, removed so that the button works once."""
-    stored = _previews(context).pop(token, None)
+    stored = take_preview(context, PREVIEWS, token)
     if not isinstance(stored, dict):
         return None
     return BulkFilter(status=stored["s"], area=stored["a"], overdue_only=bool(stored["o"]))

@@ -25,7 +25,6 @@ import asyncio
 import functools
 import html
 import re
-import secrets
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -39,6 +38,7 @@ from telegram.constants import ChatAction, ParseMode
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
 
 from bot.auth import Handler, origin_of, staff_only
+from bot.previews import peek_preview, remember_preview, take_preview
 from bot.replies import answer, edit, locale_for, send
 from bot.texts import Locale, catalog, render
 from core.config import Settings
@@ -72,7 +72,6 @@ from core.services.story import InvoiceStory, MessageEntry, PaymentEntry, invoic
 OFFICE_ROLES = (Role.ADMIN, Role.RESELLER)
 MAX_MESSAGE = 4096  # Telegram's limit for a message's text
 PREVIEWS = "office_assign"  # user_data: token -> {"c": collector id, "n": [invoice numbers]}
-MAX_PREVIEWS = 3  # older previews are forgotten (their buttons then answer "expired")
 OPEN_SHOWN_PER_ROUTE = 10  # /open: stops listed per collector (totals count them all)
 OPEN_SHOWN_ONE_ROUTE = 300  # /open <collector>
 REFUSALS_SHOWN = 10
@@ -522,33 +521,20 @@ async def _assign_by_filter(
     )
 
 
-def _previews(context: ContextTypes.DEFAULT_TYPE) -> dict[str, Any]:
-    assert context.user_data is not None
-    stored = context.user_data.get(PREVIEWS)
-    if not isinstance(stored, dict):
-        stored = context.user_data[PREVIEWS] = {}
-    return stored
-
-
 def _remember_preview(
     update: Update,
     context: ContextTypes.DEFAULT_TYPE,
     collector_id: int,
     numbers: tuple[str, ...],
 ) -> str:
-    previews = _previews(context)
-    token = secrets.token_urlsafe(6)
-    previews[token] = {"c": collector_id, "n": list(numbers)}
-    for old in list(previews)[:-MAX_PREVIEWS]:
-        del previews[old]
-    return token
+    return remember_preview(context, PREVIEWS, {"c": collector_id, "n": list(numbers)})
 
 
 def _take_preview(
     update: Update, context: ContextTypes.DEFAULT_TYPE, token: str
 ) -> dict[str, Any] | None:
     """The preview behind `token`, removed so that it works once."""
-    stored = _previews(context).pop(token, None)
+    stored = take_preview(context, PREVIEWS, token)
     return stored if isinstance(stored, dict) else None
 
 
@@ -600,7 +586,7 @@ async def assign_confirmed(
 async def assign_list(
     update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff, loc: Locale
 ) -> None:
-    stored = _previews(context).get(_callback_match(context)[1])
+    stored = peek_preview(context, PREVIEWS, _callback_match(context)[1])
     if not isinstance(stored, dict):
         raise BadArgs("office.assign.preview_gone")
     numbers = [str(n) for n in stored["n"]]
