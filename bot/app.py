@@ -25,7 +25,19 @@ from telegram.ext import (
 
 from bot import flows
 from bot.errors import on_error
-from bot.handlers import billing, collector, dunning, messages, office, start
+from bot.handlers import (
+    audit,
+    balances,
+    billing,
+    cash,
+    collector,
+    dunning,
+    imports,
+    messages,
+    office,
+    payments,
+    start,
+)
 from bot.persistence import OrmPersistence
 from bot.processor import PerPersonUpdateProcessor
 from core.config import Settings
@@ -74,11 +86,16 @@ def build_application(settings: Settings) -> Application:
 
 def register_handlers(application: Application) -> None:
     start.register(application)
+    imports.register(application)  # before collector: it takes every document, see there
     collector.register(application)
     office.register(application)
     messages.register(application)
     billing.register(application)
     dunning.register(application)
+    balances.register(application)
+    payments.register(application)
+    cash.register(application)
+    audit.register(application)
     flows.register(application)
     start.register_fallback(application)
     application.add_handler(TypeHandler(Update, flush_persistence), group=FLUSH_GROUP)

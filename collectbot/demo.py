@@ -35,12 +35,13 @@ from collectbot.whatsapp.setup import build_gateway, retry_policy
 from collectbot.whatsapp.worker import OutboxWorker
 from core.config import Settings
 from core.db.migrate import migrate
-from core.db.models import Invoice, LedgerLeg, OutboxMessage, Subscriber, Tenant
+from core.db.models import Invoice, LedgerLeg, OutboxMessage, Staff, Subscriber, Tenant
 from core.db.orm import database
 from core.domain.dates import local_today, utcnow
 from core.domain.status import Role
 from core.services.access import CLI
 from core.services.billing import create_plan, create_reseller, create_tenant
+from core.services.cash import cash_on_hand
 from core.services.dunning import run_dunning_day
 from core.services.importing import import_invoices, import_subscribers
 from core.services.staff import create_invite, invite_link
@@ -304,11 +305,20 @@ async def _story(stage: Stage, whatsapp: WhatsApp, data_dir: Path) -> None:
     await whatsapp.acknowledge("device")
     await whatsapp.acknowledge("read")
 
-    print("\n== Nadia closes the day")
+    print("\n== Nadia closes the day: the cash, the payments, the commission")
     await stage.say(nadia, "/report")
+    await stage.say(nadia, "/handover Karim")
+    karim_staff = await Staff.get(telegram_user_id=karim.id)
+    held = await cash_on_hand(tenant.id, karim_staff.id)
+    # Karim hands in ৳100 less than he holds: the shortage becomes his debt.
+    await stage.say(nadia, f"/handover Karim {(held - 10_000) // 100}")
+    await stage.tap(nadia, _button_starting(stage, nadia, "✅ Record "))
+    await stage.say(nadia, "/reconcile Karim")
+    await stage.say(nadia, "/payments")
+    await stage.tap(nadia, "⬇️ CSV")
     saved = receipts + await asyncio.to_thread(_save_documents, tg, nadia, data_dir)
     await stage.say(nadia, "/pay Karim")
-    await stage.tap(nadia, _button_starting(stage, nadia, "Pay "))
+    await stage.tap(nadia, _button_starting(stage, nadia, "Pay ", "deduct"))
     await stage.say(nadia, f"/invoice {_first_invoice_number(first)}")
 
     await _dunning(stage, whatsapp, tenant.id, nadia, karim)
@@ -391,11 +401,11 @@ async def _bound(staff_id: int) -> Any:
     return await Staff.get(id=staff_id)
 
 
-def _button_starting(stage: Stage, user: FakeUser, prefix: str) -> str:
+def _button_starting(stage: Stage, user: FakeUser, prefix: str, containing: str = "") -> str:
     for entry in reversed(stage.bot_entries(user)):
         for row in entry.buttons:
             for label in row:
-                if label.startswith(prefix):
+                if label.startswith(prefix) and containing in label:
                     return label
     raise LookupError(f"no button starting with {prefix!r} for {user.first_name}")
 
@@ -407,7 +417,7 @@ def _first_invoice_number(card: ChatEntry) -> str:
 
 
 def _save_documents(tg: FakeTelegram, user: FakeUser, data_dir: Path) -> list[Path]:
-    """The report's PDF and XLSX as the admin received them in the chat."""
+    """The documents the admin received in the chat (the report's PDF and XLSX, exports)."""
     saved: list[Path] = []
     for call in tg.sent(chat_id=user.id, method="sendDocument"):
         for upload in call.files.values():

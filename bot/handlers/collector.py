@@ -64,6 +64,7 @@ from core.domain.status import (
     transition_assignment,
 )
 from core.errors import DomainError, InvalidAmount, InvalidInput, NotFound
+from core.services.cash import cash_cap, collector_debt, require_cash_room
 from core.services.collection import (
     CollectionResult,
     FailureResult,
@@ -163,6 +164,9 @@ async def amount_step(update: Update, context: ContextTypes.DEFAULT_TYPE, staff:
     loc = await locale_for(staff, context)
     _leave_steps(context)
     _, stop = await _open_stop(staff, stop_id)
+    if method == PaymentMethod.CASH:
+        # Above their cash cap a collector hands in first; said here, before any typing.
+        await require_cash_room(staff.tenant_id, staff.id, staff.cash_cap_minor)
     await answer(update, loc)
     due = stop.due_minor
     full = render(loc, "collector.buttons.full", due=due, method=_method_word(loc, method))
@@ -431,6 +435,7 @@ async def typed_input(
 async def show_today(update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff) -> None:
     loc = await locale_for(staff, context)
     route = await get_route(staff)
+    cash = await cash_cap(staff)
     await send(
         update,
         loc,
@@ -441,6 +446,8 @@ async def show_today(update: Update, context: ContextTypes.DEFAULT_TYPE, staff: 
         commission=route.commission_today_minor,
         open=len(route.stops),
         to_collect=route.to_collect_minor,
+        cash=cash,
+        debt=await collector_debt(staff.tenant_id, staff.id),
     )
 
 

@@ -7,7 +7,8 @@ the right form, and nothing changes.
 
 Confirmation buttons carry short data only (Telegram allows 64 bytes), and none of it is
 trusted: the services re-check everything when a button is pressed.
-- `/pay`: `off:pay:<collector>:<amount>`; the payout's idempotency key is the confirmation
+- `/pay`: `off:pay:<collector>:<amount>[:d]` (`:d`: deduct what the collector owes from
+  it, the admin's choice on the button); the payout's idempotency key is the confirmation
   message (chat id + message id), so a double tap pays once.
 - `/deletecollector`: `off:del:<collector>`.
 - `/assign ... area=...`: `off:as:<token>`. The preview's invoice numbers stay in this
@@ -55,6 +56,7 @@ from core.services.access import (
     COLLECTORS_VIEW,
 )
 from core.services.assignments import assign_invoices, preview_assignment, unassign
+from core.services.cash import collector_debt
 from core.services.collectors import (
     commission_due,
     list_collectors,
@@ -78,7 +80,7 @@ REFUSALS_SHOWN = 10
 NUMBERS_PER_LINE = 8
 FILTER_KEYS = ("area", "status", "reseller", "limit")
 STATUSES = ("unpaid", "partial", "overdue")
-EDIT_KEYS = ("name", "phone", "commission")
+EDIT_KEYS = ("name", "phone", "commission", "cap")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _AMOUNT_LIKE = re.compile(r"[\d.,]+")
 
@@ -318,6 +320,12 @@ async def edit_collector(
         changes["phone"] = _phone(fields["phone"], loc) if fields["phone"] else ""
     if "commission" in fields:
         changes["commission_bp"] = _rate_bp(fields["commission"])
+    if "cap" in fields:
+        # `cap=none` (or 0) removes the cap.
+        cap = fields["cap"].lower()
+        changes["cash_cap_minor"] = (
+            0 if cap in ("", "none", "no", "0") else parse_amount(fields["cap"], loc.currency)
+        )
     collector = await resolve_collector(staff, args[0], permission=COLLECTORS_EDIT)
     saved = await edit_staff(staff, staff_id=collector.id, origin=origin_of(update), **changes)
     await send(
@@ -328,6 +336,7 @@ async def edit_collector(
         id=saved.id,
         phone=saved.phone,
         rate=_rate_text(saved.commission_bp, loc),
+        cap=saved.cash_cap_minor,
     )
 
 
@@ -749,15 +758,22 @@ async def pay(
     amount = parse_amount(amount_text, loc.currency) if amount_text else due.balance_minor
     if amount > due.balance_minor:
         raise BadArgs("office.pay.above_balance", name=due.name, balance=due.balance_minor)
-    buttons = [
-        [
-            (
-                render(loc, "office.pay.button", amount=amount),
-                f"off:pay:{due.collector_id}:{amount}",
-            ),
-            (render(loc, "common.cancel"), "off:no"),
+    debt = await collector_debt(staff.tenant_id, due.collector_id)
+    deducted = min(max(debt, 0), amount)
+    data = f"off:pay:{due.collector_id}:{amount}"
+    buttons = [[(render(loc, "office.pay.button", amount=amount), data)]]
+    if deducted:
+        # A shortage at handover is deducted only when the admin chooses it here.
+        buttons = [
+            [
+                (
+                    render(loc, "office.pay.deduct_button", cash=amount - deducted, debt=deducted),
+                    f"{data}:d",
+                )
+            ],
+            [(render(loc, "office.pay.keep_debt_button", amount=amount), data)],
         ]
-    ]
+    buttons.append([(render(loc, "common.cancel"), "off:no")])
     await send(
         update,
         loc,
@@ -766,6 +782,7 @@ async def pay(
         name=due.name,
         amount=amount,
         balance=due.balance_minor,
+        debt=max(debt, 0),
     )
 
 
@@ -783,6 +800,7 @@ async def pay_confirmed(
         collector_id=int(match[1]),
         amount_minor=int(match[2]),
         idempotency_key=key,
+        deduct_debt=match[3] == "d",
         origin=origin_of(update),
     )
     await answer(update, loc, "office.pay.already_paid" if result.replayed else None)
@@ -792,6 +810,9 @@ async def pay_confirmed(
         "office.pay.done",
         name=result.collector_name,
         paid=result.paid_minor,
+        cash=result.cash_paid_minor,
+        deducted=result.debt_deducted_minor,
+        debt=result.debt_after_minor,
         balance=result.balance_after_minor,
     )
 
@@ -831,6 +852,8 @@ def story_lines(loc: Locale, story: InvoiceStory) -> list[str]:
         ),
         render(loc, "office.story.subscriber", inv=inv),
     ]
+    if story.balance is not None:
+        lines.append(render(loc, "office.story.balance", b=story.balance, inv=inv))
     if inv.flagged_at is not None:
         lines.append(render(loc, "office.story.flagged", failed=inv.failed_visits))
 
@@ -955,7 +978,7 @@ def register(application: Application) -> None:
     application.add_handler(CallbackQueryHandler(assign_confirmed, pattern=rf"^off:as:{token}$"))
     application.add_handler(CallbackQueryHandler(assign_list, pattern=rf"^off:al:{token}$"))
     application.add_handler(
-        CallbackQueryHandler(pay_confirmed, pattern=r"^off:pay:(\d{1,12}):(\d{1,15})$")
+        CallbackQueryHandler(pay_confirmed, pattern=r"^off:pay:(\d{1,12}):(\d{1,15})(?::(d))?$")
     )
     application.add_handler(
         CallbackQueryHandler(delete_confirmed, pattern=r"^off:del:(\d{1,12})$")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from markupsafe import Markup
 from telegram import KeyboardButton, ReplyKeyboardMarkup, Update
 from telegram.ext import (
     Application,
@@ -14,8 +15,8 @@ from telegram.ext import (
 
 from bot.auth import origin_of, refuse_stranger, staff_only
 from bot.errors import domain_error_text
-from bot.replies import answer, edit, locale_for, send
-from bot.texts import LANGUAGES, Locale, render
+from bot.replies import answer, edit, locale_for, send, send_text
+from bot.texts import LANGUAGES, Locale, catalog, render
 from core.db.models import Staff, Tenant
 from core.domain.status import Role
 from core.errors import InviteInvalid
@@ -69,14 +70,33 @@ async def _greet(
         name=staff.name,
         company=tenant.name,
         role_name=render(loc, f"common.roles.{staff.role.value}"),
-        help=render(loc, f"help.{staff.role.value}"),
+        help=help_text(loc, staff.role),
     )
+
+
+# Areas whose catalogs carry their own `<area>.help` lines, added to the admins' list.
+ADMIN_HELP_AREAS = ("payments", "cash", "balances", "audit", "imports")
+
+
+def help_text(loc: Locale, role: Role) -> Markup:
+    """The commands of `role`; the admins' list gathers each area's lines, before /language."""
+    lines = render(loc, f"help.{role.value}").split("\n")
+    if role == Role.ADMIN:
+        last = lines.pop() if lines[-1].startswith("/language") else None
+        lines += [
+            render(loc, f"{area}.help")
+            for area in ADMIN_HELP_AREAS
+            if f"{area}.help" in catalog("en")
+        ]
+        lines += [last] if last else []
+    # Already rendered (escaped) HTML: Markup keeps the welcome template from escaping it.
+    return Markup("\n".join(lines))
 
 
 @staff_only()
 async def show_help(update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff) -> None:
     loc = await locale_for(staff, context)
-    await send(update, loc, f"help.{staff.role.value}", menu=menu_for(staff, loc))
+    await send_text(update, help_text(loc, staff.role), menu=menu_for(staff, loc))
 
 
 @staff_only()
@@ -98,7 +118,7 @@ async def language_chosen(
     loc = await locale_for(staff, context)
     await answer(update, loc)
     await edit(update, loc, "common.language_set")
-    await send(update, loc, f"help.{staff.role.value}", menu=menu_for(staff, loc))
+    await send_text(update, help_text(loc, staff.role), menu=menu_for(staff, loc))
 
 
 async def fallback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

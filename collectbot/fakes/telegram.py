@@ -490,6 +490,7 @@ class FakeTelegram:
             "answerCallbackQuery": self._answer_callback_query,
             "sendDocument": self._send_document,
             "sendPhoto": self._send_photo,
+            "sendMediaGroup": self._send_media_group,
             "sendLocation": self._send_location,
             "sendChatAction": self._send_chat_action,
             "getFile": self._get_file,
@@ -1107,6 +1108,25 @@ class FakeTelegram:
             "height": height,
         }
         return self._send(params, {"photo": [size], **self._caption(params)})
+
+    async def _send_media_group(
+        self, params: JSONDict, files: dict[str, UploadedFile]
+    ) -> list[JSONDict]:
+        """An album: 2-10 photos, each its own message sharing a `media_group_id`."""
+        self._chat_for(params)
+        media = params.get("media")
+        if not isinstance(media, list) or not 2 <= len(media) <= 10:
+            raise _bad_request("wrong number of media items: 2-10 are allowed")
+        group = f"album{next(self._file_numbers)}"
+        sent = []
+        for item in media:
+            if not isinstance(item, dict) or item.get("type") != "photo":
+                raise _bad_request("only photos are supported in albums here")
+            one = {"chat_id": params["chat_id"], "photo": item.get("media"), **item}
+            message = await self._send_photo(one, files)
+            message["media_group_id"] = group
+            sent.append(message)
+        return sent
 
     async def _send_location(self, params: JSONDict, files: dict[str, UploadedFile]) -> JSONDict:
         self._chat_for(params)

@@ -83,6 +83,9 @@ class Staff(Model):
     # Reseller staff only: which of collectors.view/create/edit/assign/delete/commission_pay.
     permissions: fields.JSONField[list[str]] = fields.JSONField(default=list)
     commission_bp = fields.IntField(default=0)
+    # Collectors: the most cash they may carry; at or above it they hand in before taking
+    # more cash at the door. None: no cap.
+    cash_cap_minor = fields.BigIntField(null=True)
     # The language this person reads the bot in (a catalog in templates/chat/).
     language = fields.CharField(max_length=8, default="en")
     reseller: fields.ForeignKeyNullableRelation[Reseller] = fields.ForeignKeyField(
@@ -251,7 +254,9 @@ class Invoice(Model):
     class Meta:
         table = "invoice"
         unique_together = (("tenant", "number"),)
-        indexes = (("tenant", "status"),)
+        # (tenant, status, subscriber): the dunning walk and the largest balances;
+        # (tenant, subscriber): one subscriber's balance, story and audit trail.
+        indexes = (("tenant", "status", "subscriber"), ("tenant", "subscriber"))
 
 
 class StoredFile(Model):
@@ -309,7 +314,80 @@ class Payment(Model):
     class Meta:
         table = "payment"
         unique_together = (("tenant", "idempotency_key"),)
-        indexes = (("tenant", "received_at"),)
+        # (tenant, received_at): the payments log's pages; (subscriber, received_at): a
+        # subscriber's last payments.
+        indexes = (("tenant", "received_at"), ("subscriber", "received_at"))
+
+
+class PaymentReversal(Model):
+    """A payment taken back (a chargeback, a payment recorded by mistake). Nothing is deleted:
+    the payment stays, this row says it no longer counts, and its posting mirrors the
+    payment's. UNIQUE (payment): a payment is reversed at most once, whoever presses first.
+    """
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    tenant_id: int
+    payment: fields.OneToOneRelation[Payment] = fields.OneToOneField(
+        "models.Payment", related_name="reversal"
+    )
+    payment_id: int
+    reason = fields.CharField(max_length=500)
+    reversed_by: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="reversals_made", null=True
+    )
+    reversed_by_id: int | None
+    reversed_at = fields.DatetimeField()
+    commission_reversed_minor = fields.BigIntField(default=0)
+    # Where the money went back out from: collector_cash, office_cash or office_accounts.
+    refunded_from = fields.CharField(max_length=32)
+    posting: fields.ForeignKeyRelation[LedgerPosting] = fields.ForeignKeyField(
+        "models.LedgerPosting", related_name="reversals"
+    )
+    posting_id: int
+
+    class Meta:
+        table = "payment_reversal"
+
+
+class CashHandover(Model):
+    """A collector handing in the cash they hold, counted at the office.
+
+    `expected_minor` is the collector's cash on hand in the ledger at that moment, read under
+    a lock on the collector's row; `counted_minor` is what the office counted. The
+    difference (counted - expected) is booked by the same posting: a shortage as the
+    collector's debt, an excess as cash over.
+    """
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField("models.Tenant")
+    tenant_id: int
+    collector: fields.ForeignKeyRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="handovers"
+    )
+    collector_id: int
+    expected_minor = fields.BigIntField()
+    counted_minor = fields.BigIntField()
+    difference_minor = fields.BigIntField()
+    recorded_by: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="handovers_recorded", null=True
+    )
+    recorded_by_id: int | None
+    recorded_at = fields.DatetimeField()
+    # The tenant-local day of the handover: the daily reconciliation filters on it.
+    day = fields.DateField()
+    note = fields.CharField(max_length=500, default="")
+    posting: fields.ForeignKeyRelation[LedgerPosting] = fields.ForeignKeyField(
+        "models.LedgerPosting", related_name="handovers"
+    )
+    posting_id: int
+    # The confirmation message: a second press of its button records nothing.
+    idempotency_key = fields.CharField(max_length=80)
+
+    class Meta:
+        table = "cash_handover"
+        unique_together = (("tenant", "idempotency_key"),)
+        indexes = (("tenant", "day"), ("collector", "recorded_at"))
 
 
 class Assignment(Model):
@@ -522,7 +600,12 @@ class AuditLog(Model):
 
     class Meta:
         table = "audit_log"
-        indexes = (("tenant", "object_type", "object_id"), ("tenant", "at"))
+        # The audit search: an object's rows by time, a person's actions by time.
+        indexes = (
+            ("tenant", "object_type", "object_id", "at"),
+            ("tenant", "actor_staff", "at"),
+            ("tenant", "at"),
+        )
 
 
 class JobRun(Model):

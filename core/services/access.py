@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.db.models import Invoice, Staff
+from core.db.models import Invoice, Staff, Subscriber
 from core.domain.status import Role
 from core.errors import InactiveStaff, InvalidInput, NotFound, PermissionDenied
 
@@ -113,6 +113,33 @@ async def invoice_in_scope(actor: Staff, number: str, *fields: str) -> dict[str,
             number=wanted,
         )
     return dict(rows[0])
+
+
+async def subscriber_in_scope(actor: Staff, username: str) -> Subscriber:
+    """A subscriber of the actor's tenant and scope by username, as typed: exact, else in any
+    case if only one matches; a leading @ is ignored.
+
+    Raises:
+        InvalidInput: no username given.
+        NotFound: none in the actor's tenant, or outside their reseller's subscribers
+            (code `subscriber_not_found`, the same words either way).
+    """
+    wanted = username.strip().lstrip("@")
+    if not wanted:
+        raise InvalidInput("Give the subscriber's username.", code="username_required")
+    found = await Subscriber.get_or_none(tenant_id=actor.tenant_id, username=wanted)
+    if found is None:
+        matches = await Subscriber.filter(
+            tenant_id=actor.tenant_id, username__iexact=wanted
+        ).limit(2)
+        found = matches[0] if len(matches) == 1 else None
+    if found is None or not in_reseller_scope(actor, found.reseller_id):
+        raise NotFound(
+            f"There is no subscriber {wanted!r} in your company.",
+            code="subscriber_not_found",
+            username=wanted,
+        )
+    return found
 
 
 def check_permissions_list(permissions: list[str]) -> list[str]:

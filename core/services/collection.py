@@ -61,6 +61,7 @@ from core.errors import (
 from core.services.access import SYSTEM, Origin, require_active
 from core.services.assignments import close_stop
 from core.services.audit import write_audit
+from core.services.cash import require_cash_room
 from core.services.ledger import post
 from core.services.outbox import REFUSED, queue_receipt
 
@@ -199,6 +200,8 @@ async def _collect(
             .exists()
         ):
             raise NotFound("That receipt photo was not found; send it again.")
+        if method == PaymentMethod.CASH:
+            await require_cash_room(actor.tenant_id, stop.collector_id, stop.cash_cap_minor, conn)
         commission = commission_on(amount, stop.commission_bp)
 
         # The key's UNIQUE index is the first referee: a second post of it fails here.
@@ -249,6 +252,7 @@ async def _collect(
                 collector_id=stop.collector_id,
                 amount_minor=amount,
                 commission_minor=commission,
+                method=method.value,
             ),
             payment_id=payment.id,
             invoice_id=stop.invoice_id,
@@ -403,6 +407,7 @@ class _StopRow:
     status: str
     collector_id: int
     commission_bp: int
+    cash_cap_minor: int | None
     invoice_id: int
     number: str
     purpose: str
@@ -423,7 +428,7 @@ class _StopRow:
 
 # Hand-written: Tortoise's select_related over four relations costs ~5x this in Python.
 STOP_FOR_COLLECTION_SQL = """
-SELECT a.id, a.status, a.collector_id, c.commission_bp,
+SELECT a.id, a.status, a.collector_id, c.commission_bp, c.cash_cap_minor,
        i.id AS invoice_id, i.number, i.purpose, i.amount_minor, i.paid_minor,
        i.status AS invoice_status, i.suspension_on,
        s.id AS subscriber_id, s.name AS subscriber_name, s.phone, s.expiry_date,

@@ -1,6 +1,9 @@
 """Paying collectors the commission they earned.
 
-Invariant: commission paid out never exceeds commission earned. The balance is read from
+Invariant: commission paid out never exceeds commission earned. A collector who owes the
+company (a shortage at a cash handover) may have the debt deducted from a payout when the
+admin confirms it: the payout settles the commission in full, part of it in cash and part
+by lowering the debt, never more than the debt. The balance is read from
 the ledger inside the payout's transaction after locking the collector's row (PostgreSQL
 `SELECT ... FOR UPDATE`; SQLite serialises writers), so concurrent payouts cannot both
 spend the same balance. A payout with an idempotency key posts once.
@@ -36,6 +39,12 @@ class PayoutResult:
     balance_after_minor: int
     posting_id: int
     replayed: bool = False
+    debt_deducted_minor: int = 0
+    debt_after_minor: int = 0
+
+    @property
+    def cash_paid_minor(self) -> int:
+        return self.paid_minor - self.debt_deducted_minor
 
 
 async def commission_balance(tenant_id: int, collector_id: int, conn=None) -> int:
@@ -51,9 +60,11 @@ async def pay_commission(
     collector_id: int,
     amount_minor: int | None = None,
     idempotency_key: str | None = None,
+    deduct_debt: bool = False,
     origin: Origin = SYSTEM,
 ) -> PayoutResult:
-    """Pay a collector all (`amount_minor=None`) or part of their commission balance."""
+    """Pay a collector all (`amount_minor=None`) or part of their commission balance;
+    with `deduct_debt`, what they owe is taken from it first (up to the payout)."""
     require_permission(actor, COLLECTORS_COMMISSION_PAY)
     collector = await find_collector(actor, collector_id)
     tenant = await Tenant.get(id=actor.tenant_id)
@@ -85,11 +96,20 @@ async def pay_commission(
                     name=collector.name,
                     balance_minor=balance,
                 )
+            debt = await account_balance(
+                tenant_id=actor.tenant_id,
+                account=ledger.COLLECTOR_DEBT,
+                staff_id=collector.id,
+                conn=conn,
+            )
+            deducted = min(max(debt, 0), amount) if deduct_debt else 0
             posting = await post(
                 conn,
                 tenant_id=actor.tenant_id,
                 kind="commission_payout",
-                legs=ledger.commission_paid(collector_id=collector.id, amount_minor=amount),
+                legs=ledger.commission_paid(
+                    collector_id=collector.id, amount_minor=amount, debt_deducted_minor=deducted
+                ),
                 created_by_id=actor.id,
                 memo=f"commission {collector.name}",
                 idempotency_key=idempotency_key,
@@ -101,7 +121,11 @@ async def pay_commission(
                 object_type="staff",
                 object_id=collector.id,
                 origin=origin,
-                details={"amount_minor": amount, "posting_id": posting.id},
+                details={
+                    "amount_minor": amount,
+                    "debt_deducted_minor": deducted,
+                    "posting_id": posting.id,
+                },
                 using_db=conn,
             )
     except IntegrityError:
@@ -110,14 +134,32 @@ async def pay_commission(
         # The same key won in another request a moment ago: answer as it did.
         done = await LedgerPosting.get(tenant_id=actor.tenant_id, idempotency_key=idempotency_key)
         return await _replayed(done, collector)
-    return PayoutResult(collector.id, collector.name, amount, balance - amount, posting.id)
+    return PayoutResult(
+        collector.id,
+        collector.name,
+        amount,
+        balance - amount,
+        posting.id,
+        debt_deducted_minor=deducted,
+        debt_after_minor=debt - deducted,
+    )
 
 
 async def _replayed(posting: LedgerPosting, collector: Staff) -> PayoutResult:
-    paid = sum(
-        leg.amount_minor
-        for leg in await LedgerLeg.filter(posting_id=posting.id)
-        if leg.account == ledger.COMMISSION_PAYABLE
-    )
+    legs = await LedgerLeg.filter(posting_id=posting.id)
+    paid = sum(leg.amount_minor for leg in legs if leg.account == ledger.COMMISSION_PAYABLE)
+    deducted = -sum(leg.amount_minor for leg in legs if leg.account == ledger.COLLECTOR_DEBT)
     balance = await commission_balance(posting.tenant_id, collector.id)
-    return PayoutResult(collector.id, collector.name, paid, balance, posting.id, replayed=True)
+    debt = await account_balance(
+        tenant_id=posting.tenant_id, account=ledger.COLLECTOR_DEBT, staff_id=collector.id
+    )
+    return PayoutResult(
+        collector.id,
+        collector.name,
+        paid,
+        balance,
+        posting.id,
+        replayed=True,
+        debt_deducted_minor=deducted,
+        debt_after_minor=debt,
+    )

@@ -46,6 +46,8 @@ DEFAULT_LANGUAGE = "en"
 # Languages xhtml2pdf can set correctly with its built-in fonts (no shaping needed).
 PDF_LANGUAGES = frozenset({"en"})
 _MONEY_FIELDS = ("cash_collected_minor", "commission_earned_minor", "paid_out_minor")
+# Now, whatever the period: what the office owes the collector, and what the collector has.
+_NOW_FIELDS = ("balance_minor", "cash_on_hand_minor", "debt_minor")
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ def _pdf_row(figures: dict[str, Any], currency: str) -> dict[str, Any]:
         "commission_earned": _amount(figures["commission_earned_minor"], currency),
         "paid_out": _amount(figures["paid_out_minor"], currency),
         "balance": _amount(figures["balance_minor"], currency),
+        "cash_on_hand": _amount(figures["cash_on_hand_minor"], currency),
+        "debt": _amount(figures["debt_minor"], currency),
     }
 
 
@@ -124,11 +128,13 @@ def _as_dict(r: CollectorFigures) -> dict[str, Any]:
         "commission_earned_minor": r.commission_earned_minor,
         "paid_out_minor": r.paid_out_minor,
         "balance_minor": r.balance_minor,
+        "cash_on_hand_minor": r.cash_on_hand_minor,
+        "debt_minor": r.debt_minor,
     }
 
 
 def _totals(report: CollectorReport) -> dict[str, Any]:
-    fields = ("visits", "collected", "failed", *_MONEY_FIELDS, "balance_minor")
+    fields = ("visits", "collected", "failed", *_MONEY_FIELDS, *_NOW_FIELDS)
     return {"name": "", "deleted": False} | {f: report.total(f) for f in fields}
 
 
@@ -173,7 +179,8 @@ def render_collector_report_xlsx(
         money_format = "#,##0"
     book = Workbook(write_only=True)
     sheet = book.create_sheet(_sheet_title(labels["title"]))
-    for column, width in zip("ABCDEFGHIJ", (26, 18, 9, 11, 9, 11, 16, 16, 16, 16), strict=True):
+    widths = (26, 18, 9, 11, 9, 11, 16, 16, 16, 16, 16, 16)
+    for column, width in zip("ABCDEFGHIJKL", widths, strict=True):
         sheet.column_dimensions[column].width = width
     bold = Font(bold=True)
 
@@ -215,6 +222,8 @@ def render_collector_report_xlsx(
         labels["commission_earned"] + currency,
         labels["paid_out"] + currency,
         labels["balance"] + currency,
+        labels["cash_on_hand"] + currency,
+        labels["debt"] + currency,
     ]
     sheet.append([cell(h, strong=True) for h in headings])
     for r in report.rows:
@@ -231,6 +240,8 @@ def render_collector_report_xlsx(
                 money(r.commission_earned_minor),
                 money(r.paid_out_minor),
                 money(r.balance_minor),
+                money(r.cash_on_hand_minor),
+                money(r.debt_minor),
             ]
         )
     total = _totals(report)
@@ -242,7 +253,7 @@ def render_collector_report_xlsx(
             cell(total["collected"], strong=True),
             cell(total["failed"], strong=True),
             rate(total["collected"], total["visits"], strong=True),
-            *(money(total[f], strong=True) for f in (*_MONEY_FIELDS, "balance_minor")),
+            *(money(total[f], strong=True) for f in (*_MONEY_FIELDS, *_NOW_FIELDS)),
         ]
     )
     out = io.BytesIO()

@@ -103,6 +103,12 @@ _SPREADSHEET_SIGNATURES = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")  # .xlsx (zip), l
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _SAVE_AS_CSV = "In your spreadsheet choose Save As > 'CSV UTF-8' and import that file."
 
+# The columns that tell a file's kind from its header (`header_kind`), invoices first.
+_HEADER_MARKERS = (
+    ("invoices", frozenset({"number", "amount"})),
+    ("subscribers", frozenset({"username", "name"})),
+)
+
 _E = TypeVar("_E", bound=StrEnum)
 
 
@@ -193,6 +199,35 @@ async def import_invoices(
     except IntegrityError as exc:
         raise _raced("invoice numbers") from exc
     return ImportReport("invoices", len(values), len(values), False)
+
+
+def header_kind(data: bytes) -> str | None:
+    """Which kind of file the header row looks like, for a file sent without saying.
+
+    "invoices" if it names `number` and `amount`, "subscribers" if `username` and `name`
+    (an invoices file names a username too, so invoices are checked first), else None.
+
+    Raises:
+        ImportRejected: the file cannot be imported as either kind (too large, a workbook,
+            not UTF-8, empty), with the sentence an import would give.
+    """
+    text = _text(data)
+    if not text.strip():
+        raise ImportRejected(
+            "The file is empty: export the subscribers or invoices as a CSV file whose first "
+            "row names the columns.",
+            [],
+        )
+    first_line = text.split("\n", 1)[0]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first_line))
+    try:
+        columns = {cell.strip().lower() for cell in next(reader, [])}
+    except csv.Error:
+        return None  # importing it says what is wrong with the line
+    for kind, markers in _HEADER_MARKERS:
+        if markers <= columns:
+            return kind
+    return None
 
 
 # --- reading the file ---------------------------------------------------------------------
@@ -296,13 +331,7 @@ def _read_table(
     kind: str, data: bytes, required: Sequence[str], optional: Sequence[str]
 ) -> _Table:
     """The data rows of an uploaded CSV, keyed by column, or `ImportRejected` on a bad file."""
-    if len(data) > MAX_BYTES:
-        raise ImportRejected(
-            f"The file is {len(data) / 1024 / 1024:.1f} MB; an import takes at most "
-            f"{MAX_BYTES // 1024 // 1024} MB. Split it into smaller files.",
-            [],
-        )
-    text = _decode(data)
+    text = _text(data)
     if not text.strip():
         raise ImportRejected(
             f"The file is empty: export the {kind} as a CSV file whose first row names "
@@ -310,9 +339,9 @@ def _read_table(
             [],
         )
     first_line = text.split("\n", 1)[0]
-    # Spreadsheets set to a locale with decimal commas export CSV with ";" between cells.
-    delimiter = "," if "," in first_line else ";" if ";" in first_line else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter=_delimiter(first_line), strict=True
+    )
     try:
         columns = _read_header(kind, next(reader), required, optional)
         rows: list[_Row] = []
@@ -336,6 +365,22 @@ def _read_table(
     if not rows:
         raise ImportRejected(f"The file has a header but no {kind} under it.", [])
     return _Table(rows, hashlib.sha256(data).hexdigest())
+
+
+def _text(data: bytes) -> str:
+    """The file as text, or `ImportRejected` if it is too large or not UTF-8 CSV text."""
+    if len(data) > MAX_BYTES:
+        raise ImportRejected(
+            f"The file is {len(data) / 1024 / 1024:.1f} MB; an import takes at most "
+            f"{MAX_BYTES // 1024 // 1024} MB. Split it into smaller files.",
+            [],
+        )
+    return _decode(data)
+
+
+def _delimiter(first_line: str) -> str:
+    # Spreadsheets set to a locale with decimal commas export CSV with ";" between cells.
+    return "," if "," in first_line else ";" if ";" in first_line else ","
 
 
 def _decode(data: bytes) -> str:

@@ -74,6 +74,7 @@ from core.services.access import (
     invoice_in_scope,
     require_active,
     require_admin,
+    subscriber_in_scope,
 )
 from core.services.audit import write_audit
 from core.services.billing import (
@@ -102,26 +103,6 @@ _COLLECTIBLE_SQL = "('unpaid', 'partial')"
 async def _tenant_today(tenant_id: int, now: datetime | None) -> tuple[Tenant, date]:
     tenant = await Tenant.get(id=tenant_id)
     return tenant, local_today(now or utcnow(), tenant.timezone)
-
-
-async def _subscriber(actor: Staff, username: str) -> Subscriber:
-    """A subscriber of the actor's tenant and scope, by username (exact, else any case)."""
-    wanted = username.strip().lstrip("@")
-    if not wanted:
-        raise InvalidInput("Give the subscriber's username.", code="username_required")
-    found = await Subscriber.get_or_none(tenant_id=actor.tenant_id, username=wanted)
-    if found is None:
-        matches = await Subscriber.filter(
-            tenant_id=actor.tenant_id, username__iexact=wanted
-        ).limit(2)
-        found = matches[0] if len(matches) == 1 else None
-    if found is None or not in_reseller_scope(actor, found.reseller_id):
-        raise NotFound(
-            f"There is no subscriber {wanted!r} in your company.",
-            code="subscriber_not_found",
-            username=wanted,
-        )
-    return found
 
 
 async def _invoice(actor: Staff, number: str) -> Invoice:
@@ -203,7 +184,7 @@ async def new_invoice(
         InvalidInput: see `billing.invoice_values`; nothing is written.
     """
     require_admin(actor, "create invoices")
-    subscriber = await _subscriber(actor, username)
+    subscriber = await subscriber_in_scope(actor, username)
     _, today = await _tenant_today(actor.tenant_id, now)
     invoice = await create_invoice(
         actor,
@@ -293,7 +274,7 @@ async def create_and_claim(
     replay = await _claim_replay(actor, key)
     if replay is not None:
         return replay
-    found = await _subscriber(actor, subscriber)
+    found = await subscriber_in_scope(actor, subscriber)
     _, today = await _tenant_today(actor.tenant_id, now)
     ctx = await billing_context(found)
     values = invoice_values(
@@ -379,7 +360,9 @@ async def _claim(
             conn,
             tenant_id=actor.tenant_id,
             kind="office_payment",
-            legs=ledger.office_payment(subscriber_id=subscriber.id, amount_minor=amount),
+            legs=ledger.office_payment(
+                subscriber_id=subscriber.id, amount_minor=amount, method=method.value
+            ),
             payment_id=payment.id,
             invoice_id=invoice.id,
             created_by_id=actor.id,
@@ -749,7 +732,7 @@ class BillingCycle:
 
 async def _postpaid(actor: Staff, username: str, *, what: str) -> Subscriber:
     require_admin(actor, f"{what} billing cycles")
-    subscriber = await _subscriber(actor, username)
+    subscriber = await subscriber_in_scope(actor, username)
     if subscriber.billing_mode != BillingMode.POSTPAID:
         raise InvalidInput(
             f"{subscriber.username} pays in advance (prepaid): they are billed by renewal,"

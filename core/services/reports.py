@@ -3,7 +3,9 @@
 Figures per collector for the period (tenant-local days, inclusive): visits made, collected,
 failed, success rate, cash collected, commission earned, commission paid out; and their
 commission balance *now* (what the office owes them today, whatever the period): the
-credit balance of their `commission_payable` ledger account.
+credit balance of their `commission_payable` ledger account; with the cash they hold now
+(`collector_cash`) and what they owe (`collector_debt`, shortages at handover). Payments
+reversed later no longer count as cash collected or commission earned.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class CollectorFigures:
     commission_earned_minor: int
     paid_out_minor: int
     balance_minor: int
+    # Now, whatever the period: cash not yet handed in, and shortages not yet deducted.
+    cash_on_hand_minor: int = 0
+    debt_minor: int = 0
 
 
 @dataclass(frozen=True)
@@ -66,16 +71,22 @@ WITH visits AS (
            COUNT(*) AS visits,
            SUM(CASE WHEN a.status = 'collected' THEN 1 ELSE 0 END) AS collected,
            SUM(CASE WHEN a.status = 'failed' THEN 1 ELSE 0 END) AS failed,
-           SUM(a.collected_minor) AS cash,
-           SUM(a.commission_minor) AS earned
+           SUM(CASE WHEN r.id IS NULL THEN a.collected_minor ELSE 0 END) AS cash,
+           SUM(CASE WHEN r.id IS NULL THEN a.commission_minor ELSE 0 END) AS earned
     FROM assignment a
+    LEFT JOIN payment_reversal r ON r.payment_id = a.payment_id
     WHERE a.tenant_id = ? AND a.closed_on >= ? AND a.closed_on <= ?
       AND a.status IN ('collected', 'failed')
     GROUP BY a.collector_id
 ), balances AS (
-    SELECT l.staff_id, -SUM(l.amount_minor) AS balance
+    SELECT l.staff_id,
+           -SUM(CASE WHEN l.account = 'commission_payable' THEN l.amount_minor ELSE 0 END)
+             AS balance,
+           SUM(CASE WHEN l.account = 'collector_cash' THEN l.amount_minor ELSE 0 END) AS held,
+           SUM(CASE WHEN l.account = 'collector_debt' THEN l.amount_minor ELSE 0 END) AS debt
     FROM ledger_leg l
-    WHERE l.tenant_id = ? AND l.account = 'commission_payable'
+    WHERE l.tenant_id = ?
+      AND l.account IN ('commission_payable', 'collector_cash', 'collector_debt')
     GROUP BY l.staff_id
 ), payouts AS (
     SELECT l.staff_id, SUM(l.amount_minor) AS paid_out
@@ -89,7 +100,8 @@ SELECT s.id, s.name, s.phone, s.deleted_at,
        COALESCE(v.visits, 0) AS visits, COALESCE(v.collected, 0) AS collected,
        COALESCE(v.failed, 0) AS failed, COALESCE(v.cash, 0) AS cash,
        COALESCE(v.earned, 0) AS earned, COALESCE(pa.paid_out, 0) AS paid_out,
-       COALESCE(b.balance, 0) AS balance
+       COALESCE(b.balance, 0) AS balance, COALESCE(b.held, 0) AS held,
+       COALESCE(b.debt, 0) AS debt
 FROM staff s
 LEFT JOIN visits v ON v.collector_id = s.id
 LEFT JOIN balances b ON b.staff_id = s.id
@@ -97,7 +109,8 @@ LEFT JOIN payouts pa ON pa.staff_id = s.id
 WHERE s.tenant_id = ? AND s.role = 'collector'
   AND (CAST(? AS INTEGER) IS NULL OR s.id = ?)
   AND (CAST(? AS INTEGER) IS NULL OR s.reseller_id = ?)
-  AND (s.deleted_at IS NULL OR v.collector_id IS NOT NULL OR b.balance <> 0)
+  AND (s.deleted_at IS NULL OR v.collector_id IS NOT NULL OR b.balance <> 0
+       OR b.held <> 0 OR b.debt <> 0)
 ORDER BY s.name, s.id
 """
 
@@ -186,4 +199,6 @@ def _figures(r: dict) -> CollectorFigures:
         commission_earned_minor=int(r["earned"]),
         paid_out_minor=int(r["paid_out"]),
         balance_minor=int(r["balance"]),
+        cash_on_hand_minor=int(r["held"]),
+        debt_minor=int(r["debt"]),
     )

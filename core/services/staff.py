@@ -281,9 +281,11 @@ async def edit_staff(
     phone: str | None = None,
     commission_bp: int | None = None,
     permissions: list[str] | None = None,
+    cash_cap_minor: int | None = None,
     origin: Origin = SYSTEM,
 ) -> Staff:
-    """Change a staff member's details; None leaves a field as it is, `phone=""` clears it.
+    """Change a staff member's details; None leaves a field as it is, `phone=""` clears it,
+    `cash_cap_minor=0` removes a collector's cash cap.
 
     Needs `collectors.edit` (admins always). Reseller staff edit only their own collectors.
     The audit row keeps the old and new value of every field that changed.
@@ -300,11 +302,17 @@ async def edit_staff(
         new["commission_bp"] = commission_bp
     if permissions is not None:
         new["permissions"] = check_permissions_list(permissions)
+    if cash_cap_minor is not None:
+        if cash_cap_minor < 0:
+            raise InvalidInput("The cash cap cannot be negative.", code="cap_negative")
+        new["cash_cap_minor"] = cash_cap_minor or None
 
     async with in_transaction() as conn:
         staff = await _load_target(conn, actor, staff_id, words="edit")
         if "permissions" in new and staff.role != Role.RESELLER:
             raise InvalidInput("Only reseller staff have a list of permissions.")
+        if "cash_cap_minor" in new and staff.role != Role.COLLECTOR:
+            raise InvalidInput("Only collectors carry cash.", code="cap_collectors_only")
         old = {field: getattr(staff, field) for field in new}
         changed = {field: value for field, value in new.items() if old[field] != value}
         if not changed:

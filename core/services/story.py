@@ -22,6 +22,7 @@ from core.db.models import (
     NotificationLog,
     OutboxMessage,
     Payment,
+    PaymentReversal,
     Staff,
     Tenant,
 )
@@ -36,6 +37,8 @@ from core.domain.status import (
     PaymentMethod,
 )
 from core.services.access import COLLECTORS_VIEW, invoice_in_scope, require_permission
+from core.services.balances import Balance, subscriber_balance
+from core.services.payments_log import receipt_number
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,13 @@ class PaymentEntry:
     note: str
     receipt_file_id: int | None  # the StoredFile id of the receipt photo
     receipt: ReceiptPhoto | None
+    # Set when the payment was taken back (it then no longer counts).
+    reversed_at: datetime | None = None
+    reversal_reason: str | None = None
+
+    @property
+    def receipt_number(self) -> str:
+        return receipt_number(self.payment_id)
 
 
 @dataclass(frozen=True)
@@ -154,12 +164,14 @@ class InvoiceStory:
     visits: tuple[VisitEntry, ...]
     messages: tuple[MessageEntry, ...]
     audit: tuple[AuditEntry, ...]
+    # What the subscriber owes on all their invoices, this one included.
+    balance: Balance | None = None
 
 
 async def invoice_story(actor: Staff, *, number: str, now: datetime | None = None) -> InvoiceStory:
     """Everything that happened to invoice `number`, oldest first in each part.
 
-    Needs `collectors.view` (admins always). Seven queries whatever the history's length.
+    Needs `collectors.view` (admins always). Nine queries whatever the history's length.
 
     Raises:
         NotFound: no such invoice in the actor's tenant and scope (code `invoice_not_found`).
@@ -184,6 +196,7 @@ async def invoice_story(actor: Staff, *, number: str, now: datetime | None = Non
         "subscriber__phone",
         "subscriber__address",
         "subscriber__area",
+        "subscriber_id",
     )
     tenant = await Tenant.get(id=actor.tenant_id)
     today = local_today(now or utcnow(), tenant.timezone)
@@ -215,6 +228,7 @@ async def invoice_story(actor: Staff, *, number: str, now: datetime | None = Non
         visits=visits,
         messages=await _messages(invoice.id),
         audit=await _audit(actor.tenant_id, invoice.id, collectors_by_stop),
+        balance=await subscriber_balance(actor.tenant_id, row["subscriber_id"], today=today),
     )
 
 
@@ -238,6 +252,12 @@ async def _payments(invoice_id: int) -> tuple[PaymentEntry, ...]:
             "receipt_file__telegram_file_id",
         )
     )
+    reversals = {
+        r["payment_id"]: r
+        for r in await PaymentReversal.filter(payment_id__in=[r["id"] for r in rows]).values(
+            "payment_id", "reversed_at", "reason"
+        )
+    }
     return tuple(
         PaymentEntry(
             payment_id=r["id"],
@@ -260,6 +280,8 @@ async def _payments(invoice_id: int) -> tuple[PaymentEntry, ...]:
                 if r["receipt_file_id"] is not None
                 else None
             ),
+            reversed_at=reversals[r["id"]]["reversed_at"] if r["id"] in reversals else None,
+            reversal_reason=reversals[r["id"]]["reason"] if r["id"] in reversals else None,
         )
         for r in rows
     )

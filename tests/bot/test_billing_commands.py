@@ -7,12 +7,10 @@ the core services or written straight to the database by the factories.
 
 from __future__ import annotations
 
-import tomllib
 from datetime import date, timedelta
 
 from babel.dates import format_date
 
-from bot.texts import CATALOG_DIR
 from core.db.models import AuditLog, Invoice, LedgerPosting, Payment, Staff, Subscriber
 from core.domain.dates import local_today, utcnow
 from core.domain.status import BillingMode, InvoiceStatus, RequestStatus, Role, SubscriberStatus
@@ -413,24 +411,6 @@ async def test_suspendflagged_with_nobody_flagged_says_so(chat):
 
 
 # --- catalogs and button data --------------------------------------------------------------
-
-
-def _flat(prefix: str, table: dict, into: dict) -> dict:
-    for key, value in table.items():
-        name = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, dict):
-            _flat(name, value, into)
-        else:
-            into[name] = value
-    return into
-
-
-def test_the_bengali_billing_catalog_has_every_english_key():
-    def keys(language: str) -> set[str]:
-        with (CATALOG_DIR / language / "billing.toml").open("rb") as handle:
-            return set(_flat("", tomllib.load(handle), {}))
-
-    assert keys("bn") == keys("en")
 
 
 async def test_an_admin_reading_bengali_gets_invoicing_in_bengali(chat):

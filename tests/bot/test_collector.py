@@ -613,7 +613,8 @@ async def test_today_sums_the_days_collections_by_command_and_by_menu_button(cha
     expected = (
         f"Today, {_day(scene.today)}\n"
         "Collected ৳1,500 at 1 stop · commission ৳75\n"
-        "Still open: 1 stop · ৳1,000 to collect"
+        "Still open: 1 stop · ৳1,000 to collect\n"
+        "Cash in hand: ৳1,500"
     )
     assert chat.texts(scene.user)[-2:] == [expected, expected]
 

@@ -5,10 +5,8 @@ The real Application over the fake Bot API, against the real database.
 
 from __future__ import annotations
 
-import tomllib
 from datetime import timedelta
 
-from bot.texts import CATALOG_DIR
 from core.db.models import AuditLog, OutboxMessage
 from core.domain.dates import local_today, utcnow
 from core.domain.status import InvoiceStatus, Role
@@ -165,19 +163,3 @@ async def test_remind_speaks_bengali_to_a_bengali_reader(chat):
     await chat.say(rupa, "/remind overdue")
 
     assert chat.last_text(rupa) == ("📨 হোয়াটসঅ্যাপে 1 জন গ্রাহককে রিমাইন্ডার · মেয়াদোত্তীর্ণ: বাকি ৳1,500।")
-
-
-def test_the_bengali_dunning_catalog_has_every_english_key():
-    def keys(language: str) -> set[str]:
-        with (CATALOG_DIR / language / "dunning.toml").open("rb") as handle:
-            return set(_flat("", tomllib.load(handle)))
-
-    assert keys("bn") == keys("en")
-
-
-def _flat(prefix: str, table: dict) -> dict:
-    out: dict = {}
-    for key, value in table.items():
-        name = f"{prefix}.{key}" if prefix else key
-        out |= _flat(name, value) if isinstance(value, dict) else {name: value}
-    return out

@@ -58,6 +58,8 @@ REPORT = CollectorReport(
             commission_earned_minor=12_500,
             paid_out_minor=6_000,
             balance_minor=10_500,
+            cash_on_hand_minor=70_000,
+            debt_minor=1_250,
         ),
         _figures(
             2,
@@ -102,6 +104,9 @@ def test_the_pdf_names_the_company_the_period_each_collector_and_their_figures()
         "Total",
         "3,300.50",
         "145.03",
+        "700.00",
+        "12.50",
+        "Debt",
         "Amounts in BDT",
     ):
         assert expected in text, expected
@@ -110,7 +115,7 @@ def test_the_pdf_names_the_company_the_period_each_collector_and_their_figures()
 def test_a_pdf_asked_for_in_bengali_keeps_english_headings_because_xhtml2pdf_cannot_shape_it():
     text = _pdf_text(render_collector_report_pdf(REPORT, company="Dhaka Fiber Net", language="bn"))
     assert "Collector report" in text
-    assert "Cash collected" in text
+    assert "Debt" in text
 
 
 def test_the_xlsx_holds_numbers_in_major_units_and_a_totals_row():
@@ -129,11 +134,16 @@ def test_the_xlsx_holds_numbers_in_major_units_and_a_totals_row():
         "Commission (BDT)",
         "Paid out (BDT)",
         "Balance (BDT)",
+        "Cash in hand (BDT)",
+        "Debt (BDT)",
     )
     assert rows[4:] == [
-        ("Karim Hossain", "+8801811000002", 3, 2, 1, pytest.approx(2 / 3), 2500, 125, 60, 105),
-        ("Jamal (removed)", "+8801811000002", 1, 1, 0, 1, 800.5, 40.03, 0, 40.03),
-        ("Total", None, 4, 3, 1, 0.75, 3300.5, 165.03, 60, 145.03),
+        (
+            *("Karim Hossain", "+8801811000002", 3, 2, 1, pytest.approx(2 / 3)),
+            *(2500, 125, 60, 105, 700, 12.5),
+        ),
+        ("Jamal (removed)", "+8801811000002", 1, 1, 0, 1, 800.5, 40.03, 0, 40.03, 0, 0),
+        ("Total", None, 4, 3, 1, 0.75, 3300.5, 165.03, 60, 145.03, 700, 12.5),
     ]
 
 
@@ -142,7 +152,7 @@ def test_the_xlsx_cells_are_numeric_with_money_and_percent_formats():
         io.BytesIO(render_collector_report_xlsx(REPORT, company="Dhaka Fiber Net"))
     ).worksheets[0]
     karim = sheet[5]
-    assert [cell.data_type for cell in karim[2:]] == ["n"] * 8
+    assert [cell.data_type for cell in karim[2:]] == ["n"] * 10
     assert (karim[5].number_format, karim[6].number_format) == ("0.0%", "#,##0.00")
 
 
@@ -163,6 +173,8 @@ def test_an_empty_report_still_renders_with_zero_totals():
         0,
         0,
         None,
+        0,
+        0,
         0,
         0,
         0,

@@ -497,7 +497,7 @@ async def test_executing_a_pending_request_removes_its_cancellation_date_once():
 # --- create and claim ----------------------------------------------------------------------
 
 
-async def test_create_and_claim_issues_a_paid_invoice_into_office_cash():
+async def test_create_and_claim_issues_a_paid_invoice_into_the_company_accounts_for_bkash():
     tenant, admin, home = await _office(suspension_days=10)
     sub = await make_subscriber(tenant, username="rahim", plan=home, expiry_date=TODAY)
 
@@ -522,7 +522,9 @@ async def test_create_and_claim_issues_a_paid_invoice_into_office_cash():
     payment = await Payment.get(id=claimed.payment_id)
     assert (payment.method, payment.collector_id, payment.operator_id) == ("bkash", None, admin.id)
     assert (payment.reference, payment.note) == ("TX-9", "paid at the desk")
-    assert await account_balance(tenant_id=tenant.id, account=ledger.OFFICE_CASH) == 150_000
+    # bKash money is in the company's wallet, not in the drawer.
+    assert await account_balance(tenant_id=tenant.id, account=ledger.OFFICE_ACCOUNTS) == 150_000
+    assert await account_balance(tenant_id=tenant.id, account=ledger.OFFICE_CASH) == 0
     assert await _receivable(tenant, sub) == 0
     assert await unbalanced_postings() == []
     # A renewal paid in full extends the service, as at the door.

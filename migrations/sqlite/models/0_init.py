@@ -85,6 +85,7 @@ CREATE TABLE "staff" (
     "telegram_user_id" BIGINT UNIQUE,
     "permissions" JSON NOT NULL,
     "commission_bp" INT NOT NULL,
+    "cash_cap_minor" BIGINT,
     "language" VARCHAR(8) NOT NULL,
     "created_at" TIMESTAMP NOT NULL,
     "deleted_at" TIMESTAMP,
@@ -108,7 +109,8 @@ CREATE TABLE "audit_log" (
     "actor_staff_id" INT REFERENCES "staff" ("id") ON DELETE CASCADE,
     "tenant_id" INT REFERENCES "tenant" ("id") ON DELETE CASCADE
 ) /* Append-only: who did what to which object, when, and through which channel. */;
-CREATE INDEX "idx_audit_log_tenant__a66a1b" ON "audit_log" ("tenant_id", "object_type", "object_id");
+CREATE INDEX "idx_audit_log_tenant__b5e127" ON "audit_log" ("tenant_id", "object_type", "object_id", "at");
+CREATE INDEX "idx_audit_log_tenant__100b67" ON "audit_log" ("tenant_id", "actor_staff_id", "at");
 CREATE INDEX "idx_audit_log_tenant__cc1fd7" ON "audit_log" ("tenant_id", "at");
 CREATE TABLE "invite" (
     "id" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
@@ -184,7 +186,8 @@ CREATE TABLE "invoice" (
     "late_fee_for_id" INT UNIQUE REFERENCES "invoice" ("id") ON DELETE CASCADE,
     CONSTRAINT "uid_invoice_tenant__57e090" UNIQUE ("tenant_id", "number")
 ) /* A bill (or debit note). `paid_minor` only grows, and only by a conditional UPDATE. */;
-CREATE INDEX "idx_invoice_tenant__9fe913" ON "invoice" ("tenant_id", "status");
+CREATE INDEX "idx_invoice_tenant__a9d212" ON "invoice" ("tenant_id", "status", "subscriber_id");
+CREATE INDEX "idx_invoice_tenant__a9c541" ON "invoice" ("tenant_id", "subscriber_id");
 CREATE TABLE "payment" (
     "id" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
     "amount_minor" BIGINT NOT NULL,
@@ -203,6 +206,7 @@ CREATE TABLE "payment" (
     CONSTRAINT "uid_payment_tenant__8893a2" UNIQUE ("tenant_id", "idempotency_key")
 ) /* Money received against an invoice. Posted once per idempotency key. */;
 CREATE INDEX "idx_payment_tenant__5a2fd4" ON "payment" ("tenant_id", "received_at");
+CREATE INDEX "idx_payment_subscri_e404f9" ON "payment" ("subscriber_id", "received_at");
 CREATE TABLE "assignment" (
     "id" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
     "status" VARCHAR(16) NOT NULL /* ASSIGNED: assigned\\nCOLLECTED: collected\\nFAILED: failed\\nREMOVED: removed */,
@@ -239,6 +243,23 @@ CREATE TABLE "ledger_posting" (
     CONSTRAINT "uid_ledger_post_tenant__0c171b" UNIQUE ("tenant_id", "idempotency_key")
 ) /* One money movement. Its legs sum to zero; it is never updated or deleted. */;
 CREATE INDEX "idx_ledger_post_tenant__61a3d6" ON "ledger_posting" ("tenant_id", "kind");
+CREATE TABLE "cash_handover" (
+    "id" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    "expected_minor" BIGINT NOT NULL,
+    "counted_minor" BIGINT NOT NULL,
+    "difference_minor" BIGINT NOT NULL,
+    "recorded_at" TIMESTAMP NOT NULL,
+    "day" DATE NOT NULL,
+    "note" VARCHAR(500) NOT NULL,
+    "idempotency_key" VARCHAR(80) NOT NULL,
+    "collector_id" INT NOT NULL REFERENCES "staff" ("id") ON DELETE CASCADE,
+    "posting_id" INT NOT NULL REFERENCES "ledger_posting" ("id") ON DELETE CASCADE,
+    "recorded_by_id" INT REFERENCES "staff" ("id") ON DELETE CASCADE,
+    "tenant_id" INT NOT NULL REFERENCES "tenant" ("id") ON DELETE CASCADE,
+    CONSTRAINT "uid_cash_handov_tenant__803473" UNIQUE ("tenant_id", "idempotency_key")
+) /* A collector handing in the cash they hold, counted at the office. */;
+CREATE INDEX "idx_cash_handov_tenant__7ecbab" ON "cash_handover" ("tenant_id", "day");
+CREATE INDEX "idx_cash_handov_collect_66dd60" ON "cash_handover" ("collector_id", "recorded_at");
 CREATE TABLE "ledger_leg" (
     "id" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
     "account" VARCHAR(32) NOT NULL,
@@ -289,6 +310,17 @@ CREATE TABLE "notification_log" (
     "tenant_id" INT NOT NULL REFERENCES "tenant" ("id") ON DELETE CASCADE,
     CONSTRAINT "uid_notificatio_message_389ee3" UNIQUE ("message_id", "status")
 ) /* One delivery-status event for an outbox message, stored once per (message, status). */;
+CREATE TABLE "payment_reversal" (
+    "id" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    "reason" VARCHAR(500) NOT NULL,
+    "reversed_at" TIMESTAMP NOT NULL,
+    "commission_reversed_minor" BIGINT NOT NULL,
+    "refunded_from" VARCHAR(32) NOT NULL,
+    "posting_id" INT NOT NULL REFERENCES "ledger_posting" ("id") ON DELETE CASCADE,
+    "reversed_by_id" INT REFERENCES "staff" ("id") ON DELETE CASCADE,
+    "tenant_id" INT NOT NULL REFERENCES "tenant" ("id") ON DELETE CASCADE,
+    "payment_id" INT NOT NULL UNIQUE REFERENCES "payment" ("id") ON DELETE CASCADE
+) /* A payment taken back (a chargeback, a payment recorded by mistake). Nothing is deleted: */;
 CREATE TABLE "aerich" (
     "id" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
     "version" VARCHAR(255) NOT NULL,
@@ -310,145 +342,164 @@ async def downgrade(db: BaseDBAsyncClient) -> str:
 
 
 MODELS_STATE = (
-    "eJztXW132zay/is4+lL3HCXb2HGa9fb2HNlWUm1ty9dW2j2t9zCQCEmsKUBLgHbUvf3vF8"
-    "MXiS+gREoUTTH40MYiMaD0AAQGM8/M/Lc1Yyax+esO59aEzggVrTP03xbFMyL/UNxtoxae"
-    "z1f34ILAQ9trjuPthlw4eAQ9jrHNibxkEj5yrLmwGIX2fUrQk8UtcYYwRRZ9YtaIIEYRRi"
-    "Nm22QkmPMNRw5zBUFj5sjrJl60ZWMTTdkzsgQi1CTma3icyUbyeRadlN6zS63/uMQQbELE"
-    "lDiy/9//LS9bssEXwuHj761lryDABRauBw0fTYnp2sQ05C+WQr+3BKHYx2dkMx65MccLDz"
-    "nvQ/CNW/+GB80fjbFFbDM2NJYJfXjXDbGYe9d6VHzwGgIcQ0N+J3dGV43nCzFldNna8r/G"
-    "hFDiYEGge+G4MEzUte1gTMOR8zFYNfF/fETGJGPs2jDYIO1/gdW1lmHc9AfGfXdgGK3URA"
-    "glIiMYXBoxCpNIflXu/foJfIVXx2/efv/2/cm7t+9lE+9rLq98/5f/6BUwvqAHz82g9Zd3"
-    "Hwvst/BGbwXqauDiwF5MsdOl7sxDtye/EqZycJIor6QTSMufkEQ6xHUd1OGFFdar92gJrP"
-    "/OkXDM80Le6tzf9z7edC/lCxL08EAv+ldX3YsBXAzmM1z90OldwaUxtmz4fNe97v8CFxwy"
-    "Y0/BkzcP3Qx/MWxCJ2IqP755t2acfuncXfzUuTt68+5b6JvJRcRfX26CO8feLRjK1dCxOa"
-    "FG8NoYhV4OheTmN0UxfsGL0KQ3JfJmRBeyFLaXEhU1uEm5BLLyTSTCmpHX8Me+3pE9wrwG"
-    "w8vOoJsAMXzTDCzUGAIUahwToutghD8OEMqWQ7DZp/YieFPWQDvoXXfvB53rW3jcjPP/2C"
-    "HgcOfYu7pIXD1KLibLTtCvvcFPCD6i3/o3XQ9exsXE8Z64ajf4rQXfCbuCGZQ9G9iMvNTh"
-    "1RC12LhTJkjGrqIe7aVAhRtJwQ0k/7jGFv7T777LsfLLVplLv3cv/l4FmlTxtyomWMI7ld"
-    "wC6rs61ekVCjFZ+w6ttOUCu09MaMet53DGVrHzLNU5Y2ZR/5ASx/DcmmQqSArhrRSkrdal"
-    "7/arIP39+Pjk5Pvj707evT99+/33p++/W2pK6VvrVKbz3kfQmmLvR1qNGrHZzJJbucRuq4"
-    "FIS+uR2G4k4DTjOsSQWgdXLSr5jnzpXrbasatZW1pw76f+dVcKM2FM2YzAae7Dp3v/NDd2"
-    "OZzvfr3r33w0OpeXd937+zP07DA6gZVaLub8gV727i/6NzfBMdG0uBxNGpwU+4OfundniH"
-    "lWki2Ug/JPheH4gEJVRAFLymk9LI8etjykDBfFjuBpwVJO4C99oin5DL60MRYDNylW3Y5x"
-    "QNhuZTkqwWjUdFwDq3YxXONCeilIw+p7EYqhGpPRkzVAFRws40elN2Dlqokj/IE5RG5XP5"
-    "NFSjlMwBr4zwbLjg4M4L/CORReXb1ZDn5eeqXiU0v+fvmrifBVrM79Reey21IttiUg21v1"
-    "1FBo43vMZmxjjsgd0b0XeDxuMLZJzWgzuhFFtUJ8a7aZ5YU3rdVvBjj0gu8O7u2qp2bCG9"
-    "eS1NDC7jbEo8dn7JhGbJuDO+yYJa4s26ZvzY5nySuY4omHD/wQ+NohX8Q1LXHFJi0VlyS8"
-    "117LJIFWhh0020gk6cznhJqvGLUXZ+h5ypBpmfJfLJBg8l9rNEVs+Id81dvyE6E+z0NMHe"
-    "ZOpsH90RRTSuw0laTkvvOQSVaKh9+zP7VXH+WIJ7gkWGiqSLVUEeztG4/yxxWxK8WlqrMq"
-    "7RPoPZvwJGRWloE2E2RrB2NsvQF+9zYHwO/eZgIMtxLMmfgakxflhFgDoT45zgH1yXEm1H"
-    "BLCXUxelJURttC0raQLcg0mkNTKwJAHg6NkMrtxMEzw+VEbQBf5zlVSTfoXarYd7pEUyq2"
-    "6tUs11hEpPVY7DwW7hwWrh3ejKi8Ho9txwNI0RJG8JcX0aYSYo3zN5evtnorOZ4ojUXZOM"
-    "elGgfz8elpDpxlq0ygvXtxpE0isGUrCKz/vO/fqGGOiCTVLGsk0P8h2+J7c4i0fhi71DsD"
-    "oqFr2cKi/DU89sd9jcEayAGimIYVIn103flXchAurvrnSdUJOjhPH4mZY3CwHhfkWaQEG7"
-    "TQH7hztYGg1sq3WjN89+Rajbzh2kG10UGVWg7r5EU5Z0Li732VlBdlea+9zosyZAJ+XdBs"
-    "oxdlMCVoEBwHkJT9hqM5cbjcqYmcJWeIUYJgO0JyBFxwPcFtdATW7DZ6JItv086T3bt8oA"
-    "/0Z/mRn6HPoLx9bqPPcHCEf2WH3kds2wC59zejT/IBGH7TZ9kRWaD/QQ+tHwC/H89++INL"
-    "pUBe/PGhBV1fRFojDympmDwRjqbEkQBRJpAFMcNzh40I523Emfwkd2aBHQH/yu/Mwe3jEG"
-    "glu2Ly6z5j7jmBMF2EkmhIphZcQjbDJhpiG148B42wfC5xnggSU2I5iJIvAvknsSxv0e+t"
-    "0H0gf4fv9Yk4j7QTqEonUFH3j3b8FHD8wPQugq3fvIHQ7udQJ+d0oRNd0H6n41w99YTKzm"
-    "3+wr5NoGJcUnsu6uK5UIQuet8+dfJ5GRXywuWCzYhzYWPOVXpkvMFaZXIUNDVGy7YbNcqA"
-    "g4UEcWa+TsSkvmW6BM2ZbY0WiMvlnEh9aAGJWaBfxMYofBJP65NldKjUqVbnUQ8hrVa9pF"
-    "rl/Vtg6w/bN3Dvf3OcJ05LtspWrI5TcVqUCMPEC4VFN3PqRkWqix042XPMaWkmQ+YKg40N"
-    "4TrU2ALdLPHqkH53IEDPHWLI5R4CM4EVXxDnDGltr1X6MeGXOEUhTslpcNPg2uBpHxP5n/"
-    "xrm0wAGR3oZADbOe2XcA7nBaZ6Qqox4JcdsAz5KsRUHqimzN4lAUlGP43BveJJz10OkQ0G"
-    "Hoviy7xaWK/1Km+yI6cqLBVbAZ0lrqFOQ/2MHSqfVxTipFiF55sDAVaHm5eFaq0oEXUDuE"
-    "RORLa9NboBDuFrDomjWC3OA+EPP98RG2cEFIU0iWVHh7cGZ2H+1z7t0j36ZKmJDcGd9jpL"
-    "tLVqszkyFCgGr8ApgkxC5q9siz4iwR4JRUOJuEQG4RVDAY9GzKVeZCdGHi8EOewZHU0xny"
-    "LsefyFguWwr4dsjhXVdukq7dLekBp8io9P3xWxTyflyrFTvyzUe2Z3jxyypas0LqldpXVx"
-    "leYJ8iJf5pbsbYtRj0s2cNQPZJQVDvH0MLvbZWt2da7mwxhfhzzJHW+bIY5L6lGu8yiHG2"
-    "3RZJ8pOW3KUhhniwf37BzWU7ctT1ux6oqqtmJVH9lTdUzPocK6OZxHvYlVCG3N9q68yKY2"
-    "7jpFS4WZQNU2xTBJ6Fqj4rJRDqvi0LJtdMQcZJKhJSBSiHz7Gn2eYyvwTH9GkDEOTRz2zP"
-    "2ccN5nn5jKqGlBX9hGn25BmVPZFPfxiE3cV3cGRuwk+zXaJChyp7PNVcuI9QcmBewaTuxS"
-    "ooGs2Ld5SLFvszmxb1OU2OxIrs1FQKqP6oquVgXQlhPtl37vonsWVkR9oJfd894AZORFb5"
-    "1Zlrx4+QCwuevIM2sGE3zzsETEKxwZR3b6jO2iI3PT/VXCTJ6hIIv8u3MFBVm8nh5o/9PA"
-    "6H8wBp/ubs5QhCr8QK87N5+gqdwVXWh5Jdd540NXjmXITXuggO7H7nnn4uczSETqTAhsuP"
-    "UYYTwDT9g2lLCkZJOOZhXzwFYKRbEhiMtpFt6WLLzDKznsUhj6oivc5V3nw0BuMg4eiwf6"
-    "6ea207s8Q35fD/S2czfowVI2x46wYC3z7/t3Lzo3F90rrwrxCHCwbVKTssMW5y4EEqjKS2"
-    "XXJYxLfdU1cc0t4DM1eDpIY+/mYsjFYSyRKlZ4VCX7NdcfdYj80lwYwert8ekKQrqmi68Z"
-    "WZ+Iz4vjmRL8mlH0zJjFMUyIfc0IQsVMYhpPFrdEka0oJdeYg0RpG9HYxpPJVnSKuKSmU9"
-    "SZTsEXXJCZsRqA1FifM2YTTDOWc4V4YsCHUn5f79LySrWjfN7vX8UG+LyXOHHffLo+78pD"
-    "nTeyspHPO1cGPPv6xboD+XrNZMfDeM3erX2fnDXDNxv65jJ8VzE3BclNSbkmGXw1w6nWqK"
-    "6SLRQtva2QLMXScvC+bk0gewECWSxKcVeqU5GQx0MFOLXpbB9r6tdChdx1O8aadpYdNQj4"
-    "+HJLzIlEHBQP2deOcF15nd36fR2eEp4LMMhmNbZGvkXUZrtCdhPpLijU2kDQmCuG7IsxI5"
-    "zjCdkRsr7X2bXfV0MBC8oN74hU/qrMB7N2pVmtatUxDVyfkgGT/8u55+Yvdl8rfTHvbqtQ"
-    "lnPst5uQz56uIfqbJ+32wNd5zhYgV/+TDe9ceHKKWx3caa+jVv/BhoYTNMpBreajKTFdqQ"
-    "UgKfgNR1IUySnh1YrwVV6P62ziRRtS/FozyPdLZAuCLIG80gyKzMEl9QvlKD7d9P73Uxcd"
-    "yW7agWQbxL49g2TDnDzJGWKHlR+8+hCMk+XjHY7GFtSLEPLJI4mAfP4DtSgnsn8oA+Flg4"
-    "BvIr8g/4d3hQFZG+TkVcv/mvzRmr9GnWWBCQEVyaHyhMme/d8Fvv0HCp14D/KuCeb9PChs"
-    "4V2DahszS35L73dnU8TlT/WGdHmkkq11kuQXpYQHQ5LXSB0012TwHGRwmNwpaNd4gbGq8s"
-    "TXxUQKFkxlHFX2pIxLNXBulp8YxduHtnKbxCW12+SQ3CZy57f4dDsOQFxUkwBqTQIQWHXC"
-    "zi7LsxTQZVZjY1xGuR7tTStLj9XunpfOernP0Gvfxn5FJi2FgWB1s73ORhAY/e2gXR4zgZ"
-    "wd8tjqB4LJ06x3jg9zKx75MdPyDbeE9QRx07fEeQWxJYuwDUfwTb3jtXddaTLYxzM2Z3WM"
-    "xlsHPcGfywwQseA3Kft7wrcXyni3Aj+Kjtiu9ngeGbe8p6GISAOPQifHOY5CJ8eZRyG4pa"
-    "NHaxe/GCwvxbSkuFCT0D/oBGA1O9iVDumLcg8bDq4+LJWFqj4sVc+Nm68IQjsiW5RwdKgA"
-    "x7fw+qWvq9lyu5/sdS9H6TxUeHdldO7fjhIuHZm2lMjastGeElnXNttU+pSgGaNkIf//RI"
-    "Cm9Rr1BEc2mXDE3RlUrPiTOOwfwEGwOKLAdEBBaXLkJaoDJM20JaXUnjfksLNMMpsz+Xm0"
-    "MB5JmqUQbetl7tKGkUoNI9mZ1tS4Vp9d7YBNIjMyY0XADdtXmD1oX96hOLTHp6c5sJWtMs"
-    "H17iWS/SSWlgJAK0SbFyT6Pg8T5302E+d9iomjg0SzoW8u20FXFtijoSZI/VkM2biQhlWV"
-    "RdELbChoB48JaVi1WVGbFWttPyhqVlxFO+2IbP64qZotCLntibGlcDO0kQzYO0LbuOieJL"
-    "TxzVvXxCgT251rYkTjnssJdg64Vg1ZgfdahzgZ6qywuSqiobOtrslI7Px2V9mV9UScxSs/"
-    "iRQiT3Ix9EK2MEV+rDIKYpXbiAv5FpqrCK6jyB2QVpQo3tMzlLbY2SoOOlotREeKvZDFtX"
-    "hGs5dIK16Zlar8VGZsNHIdZyszVUK0gXaqA7FL5QrPcMiIyCV0u8qmMdEGDnSDDZIOmTFB"
-    "QKBQDaaEWOOcLOVHN7qcOIbUHYoRp+NSjYN5L74sT/lLg5wdabYU0JFmsVWrjEgzbZPfi/"
-    "E4OIgUgzUupM3H2iivjfL1Mgm1dzPKR8wTOyJbNO3boQIcXxK1bb5i2/zLsFHjk1thGU3N"
-    "/my7aDzZYj6raCe0RQI5NDBdIjwW8v8jNptZAh39OsWCd+Zz5B2u56KNwpJLbTSQOE4cPI"
-    "NcVxJghUm07AdAarDPvuXsM5BYmesgbpkEkoJBBPAf8gIlizM0J9SU3wEdPWML2LmeCdYS"
-    "Xl4wLoDuCuWjEBaCzObwr+zXKygVXJH/fv62jXjYzTJZ2QJ9XmXU+YxcKix7dcn7GAiK9g"
-    "P1K6+gowl+Isidt9FnG3NhEMeB0tIcLyBz2eJb+D4OGbuQI+xoxFzbDOi5Q+L3hMjryWuE"
-    "kY2paVvUQ+JzaGs2IoAACGPsg9JGY4fNvEsT+VI/48U38nFkOGXsMVrMGvjCHACCCX32QO"
-    "GJ6NWP4XjJ7yQ/gOEBHQW/Z4YXMH4EyVOCkDfWGKoj6cyI6c5JBl94ZQ1NjEIQYO2wJwvK"
-    "fEWWSc0prtTCPZpiSoldxGYQEdE27hw2bk3b3iNtW24v1twqaPWKCTUQ5vKti3O8sBlWTO"
-    "Nsq1dERNu9Srd7RbbdAhM/LtXAmf/mOA+RXrbKXr+PU1T6w/ACtwLluBrL+h4q2vvKYZEK"
-    "iFERXfxQWYU3onKncF3vdlWI6wyIdXaxv1gi2ZqN6b51oZhVoOhblRLW71Sd36nQQlHkjY"
-    "rKNO99Kn/jV1mBtoDbWOt+bALy+9BtE9bGYoeJlGgDQS99uq9MxWmwB1LnUoMdl2oCzuu2"
-    "ie6/ButPzMtd4qp/8zFsnjxG64BozT8Er8c2Gf9XYlpBq7OCpvlfOib7cGDV9K+yUNX0r+"
-    "rpX5qctLfAYR3uXmq4e56gYY+VX3nB30NZKvYaPBzOUQU1LjJ9s0lxkbdlMxvu2sueGAaR"
-    "ITzBQG+CwN3gJX2NIC9kNGI3knIMPRJFfYuS+iwxH2M0SE5TqKqtV6GLKSjgrriYwky+QS"
-    "zDbtyl7iy1eyYiV0LpCv31I8ynrWKDADvcT2cIJB/o+c/eh+Gj9+mm87FzKcdErkXmA72/"
-    "v7roX1937347Q5zbwMolzp8P9K4LZrSPXeOicydby1VD4jMhxkiu6Q/Uv+j/fd65+Vl2ju"
-    "njA+0Pfurenfm1dJNr4csYUXU48Vdi33HImDiEqk4d6/h9EaHGBbXuxQ9EmSgEcdi+ceie"
-    "fpcHXdkqE13vXu3S39ZtkdL5b7W7p9h+kSv/LbNtMhKsYJ2ipJi2Xdcn+23t3p6ScWVz+P"
-    "VFZ2xCSk/YNLBB5KFsbRectQpJDXDdqsI1fV3QvsKyUNW+wq/DV3io0BZ1Fr5c7bJDRThn"
-    "8TKVWlYGxM1O5JxQRXNkyQ5PWxrbjUmyEwfTzeBGdddS8IVkxh+CzpoJskLd355WgDmXAM"
-    "925xZ0lh01B/k4ET5WaLGUBO75i8ceImDxXEA7AlY0A9ehALZX3oqN4UumSStwvb2WsRK2"
-    "yJG8iRPnyQLWiJQ5Q3NH/t1GQ8u2IWWR3GstZnpZfiADkOlSCpcDfDlkTIJ8SIFKyVW5m0"
-    "rvfwONxQNL57F/SYqK928K1jXevaB9Az1Ne/Geei/RNgyghGCTTDYVE4D8hcuYMSqmRXJI"
-    "pOSqG4M3tV5NYjncvcx9hokXRaBNyVUH7cnBQCt/ExfGCE5htq+zFYd5TR/ab6HyW/A5oX"
-    "wLqBWSGuA0wN7ReQt4U3IaXO0X0n6hWh2w28X9QnnMZisL/Y52jUL+jJotFS9i1LgjXGoN"
-    "3rE9ZdhY3muvM2440VZ5DBzu8FXv/hbSDEOSZ4z8OXSG2DPlKDITPDMEZCWeMtv07A6yBV"
-    "raxNXWjVI716aNOizUbW3aeDHThubRZqPfXB6tVjK1ktlAJTMkC+ygXjaLb5DBK9I6eLU6"
-    "uD+rFAr4crpla9/LSZ1H9Z7LsWUUPU8ZcjnxC4sMmdSOsTmzKBRp8VV55PUKBUyWCrFK2d"
-    "61O4V6vS7GndlEB7dXq157mCvV681R1aFsnVXtVufyuncTTFiIj77vXl1BsHM4dR/oRV9e"
-    "uRj05cUYc+3lo6D12WfPbl2JUiGAlwJNSNCZKKWbB9818KbRFUEZMMMrQqxavdd5zlXSpb"
-    "gL6rCcV+87n1kc3FoKxW9NhZe4WD2qvMDzGlPlxaum5yFsDOcFtJuUnK6OkZzzNqYTV1nM"
-    "NHt5j8pUmPiA0H3N50QQfp4Y/OwQfG051JbDwIe/1ajHJXXa5Xqn5fFPR0XjqmNSmt2h2R"
-    "3a8F4rK2d7t6jfKBNgR2ij1IPDWhLyh53FVsNSQs6MGTYVKq2OO0NKuCpE6lBWgDhUrmkJ"
-    "w2a7Rud1oJ98CZIPcUZZ9MkShBvBuWU3rHpeZ81GqiKEDvKdC8JibVJOSOwVaepbp+OHCw"
-    "IWpE3nRuDG2nWlalypATVafn4LDVa1hIhl2gklKyKalGIdNQLaLVNh5CFIBLkg0HzKBAPC"
-    "AkbL4UISLBcGsY0eiWzjQnAbuuwMOsZl7w4NF0iCJE9MAk0xn6r4EiX3voGdzKf4+PSd5i"
-    "e/KIEiGIQUsGuKxy8lGuinL78c8xyLaSEffdC+geDuJXd1sOr4QBXAOSnXQLzf5ML7zRq8"
-    "36Tx5tafxBgu1KekNYSIuFyTzMAVsyGWzJLMxLHZk14l20Au0OlpHjLQ6Wk2GwjuaXexdh"
-    "drf1dZSqj2d9Un0CS0HWiTQYUmg1XQicpkEAtJWWMyiLfLYTEYuVywmTyqs7EX/9C7vz3z"
-    "IiLkJOBt+RdxCNxYINt6kj2EqdXkuyZIIGQ5YVY2ldVgD0/YYDkATq0ytjnaCMtdyTMzCI"
-    "cQ0ZItfw8I0DpGo1ITw3K0CiiqUZkGnszKNzPoWItIIEuuY++7NcfedzrWotJYC6mQS51d"
-    "oY9k4xsRaVyRt70cYMP9MDfAQfvGoVt+MbdAxSgA7kqicfDuJdQNziLCVXHHPtgMZyhoUa"
-    "EEzGOQOrx1eA2wl/1P51dddHvXvejd94Jgn6UpxbvpacP/sS3/xHjX7VwlUWZ0sgXMUSmN"
-    "cw6c4eTjZux2m+OWV9IVrh3ylCkPbwVXkFbnYtD7pXuGfOkHev/p/rZ7c9m9PEN+rkqTmA"
-    "900L277t10BnBZQNAeDfkMLx/DTL7MLWdhgHVWbfdVvxMJsXVG32a9HXIUEwgGqdsNsGZs"
-    "O+WTfVQ48ecOmWPLLDrz5fpw2+ldQgJ7T/6B3vbvB8ElxsWyzxef4S5UWNjGo5cQbEwMZ8"
-    "X+vBeJ9KzZirLXQM/nKRYcz+eGRYfMpdu48DK60EGAdQ4CDDeN0UI+vHjm/SxxnYA/uYJR"
-    "8kUYIVy+xyivnqQQ/Zp1JU0yyJ60zSUZhA40Y2RjzguWhlfJ6shlRRIZqTMVgzYioQFV1Q"
-    "bRMfY6xr7WqGrOkY6xrzW2uWLss1WFEjC+CDq8CPtrJtBKNWkz3GFdzB1BDgtwNhPbiJ60"
-    "PSUxrNipMEEWC72GXhq0GuvY612CY3dDKT/B9WBm0z4ZroEmpGC3rnSkbGZrhLi5kdXapx"
-    "7L9DXqPhFngYYutyjhHDnsGQ0J+KM5EgyRL7IXe4EYVfBWt+xjc0pwTS6tklyqeY97rq/j"
-    "Og6ho0URjKMyFXpqzy8HBb20WwJ9kgPmk0yQT9IRrC4VTjGEVyKVAlwNvsd5yI/Z1MdUIm"
-    "9rRv4syN6NylSIcIdb+G+XU/yIq0G6fB66zUY4qyRDFn0slGhgzuLy6RqO/FpTYro2KV6I"
-    "OSVZnaXwuNb6xQreMbbkKct4srgluDEkY3nWN8Y2nhQAem0fush4qhyzSym4f6fMVVgNM1"
-    "FOilUH7N8PBFiphJFnbMvVCJvFFwuFbHUQnx4IxNphnw11sxz2KV9SHqumzuXa0rlcS4Up"
-    "7sjYEauizp+DnFg6p2seiLTzZRNIf7Ch4biqElRFQPonG965eZyBB4nRizioDhmpl8kOfJ"
-    "CIUSassTXyoChBT7iJdJdPXThI1JgrhuyLMSMconV2xKzvdXbt99VUxLTvOA9INt51J8xJ"
-    "ijlIeEJe144QFSDAHSRMFRa8P1B8lgnCdy15H0tJ3kislpnRdoUqlmKtKVDtk/jTIY41Am"
-    "9XivgT3GmvI/7gVZtNxJ9sGDQtp160nCf5GlqqUMBsP3BEpIHknP2kdJorqi6vyeg0VxVb"
-    "bgK6e8l0HmSITyOcXXI8IlJ9ufH9bysqcEsrLF7AwVL+ZvbX/wOCiRm2"
+    "eJztXe9z2zbS/lcw+lJnRvE1TpzmfH07I9tK49a2crbSdq66YSARklhTgI4A7ah3/d9fLE"
+    "hK/CmREkVTDD60sUgsKD0AgcXus7v/bc2YSWx+3OHcmtAZoaJ1hv7bonhG5B8pd9uohefz"
+    "1T24IPDQVs1xtN2QCwePoMcxtjmRl0zCR441Fxaj0L5HCXq0uCXOEKbIoo/MGhHEKMJoxG"
+    "ybjARzvuHIYa4gaMwced3Ei7ZsbKIpe0KWQISaxDyGx5lsJJ9n0UnpPbvU+o9LDMEmREyJ"
+    "I/v//d/ysiUbfCEcPv7eWvYKAlxg4Spo+GhKTNcmpiF/sRT6vSUIxR4+I5vx0I05Xijk1A"
+    "f/G7f+DQ+aPxhji9hmZGgsE/pQ1w2xmKtrV1S8Vw0BjqEhv5M7o6vG84WYMrpsbXlfY0Io"
+    "cbAg0L1wXBgm6tq2P6bByHkYrJp4Pz4kY5Ixdm0YbJD2vsDqWsswbnt9477bN4xWYiIEEq"
+    "ER9C+NGIVJJL8qV79+Al/h5cmrN9+9eff67Zt3son6mssr3/3lPXoFjCeo4Lntt/5S97HA"
+    "Xgs1eitQVwMXBfZiip0udWcK3Sv5lTCVgxNHeSUdQ1r+hDjSAa7roA4urLBevUdLYL13jg"
+    "RjnhfyVuf+/urH2+6lfEH8Hgb0ond93b3ow0V/PsPV952ra7g0xpYNn++6N71f4IJDZuzR"
+    "f/LmoZvhL4ZN6ERM5cdXb9eM0y+du4sPnbujV29fQN9MLiLe+nLr3zlRt2AoV0PH5oQa/m"
+    "tjFHo5UiQ3vykp4+e/CE16U0JvRnghS2B7KVFJBzcuF0NWvolEWDNyDH/s6x3ZI8xrMLzs"
+    "9LsxEIM3zcAiHUOAIh3HmOg6GOGPA4Sy5RBs9qi98N+UNdD2r2669/3OzUd43Izz/9gB4H"
+    "DnRF1dxK4exReTZSfo16v+BwQf0b96t10FL+Ni4qgnrtr1/9WC74RdwQzKngxshl7q4GqA"
+    "WmTcKRMkY1dJH+2lQIUbScENJP+4Rhb+02+/zbHyy1aZS7+6F32vfE2q+FsVESzhnYpvAf"
+    "Vdner0CgWYrH2HVtpygd0nIrTj1nM4Y5uy8yzVOWNmUe+QEsXw3JpkKkgpwlspSFutS9/u"
+    "V0H6+8nJ69ffnXz7+u270zfffXf67tulppS8tU5lOr/6EbSmyPuRVKNGbDaz5FYusdtqIJ"
+    "LSeiS2Gwk4zbgOMaTWwdMWlXxHvmQvW+3Y1awtLbj3oXfTlcJMGFM2I3Cae//p3jvNjV0O"
+    "57tf73q3Pxqdy8u77v39GXpyGJ3ASi0Xcz6gl1f3F73bW/+YaFpcjib1T4q9/ofu3Rliyk"
+    "qyhXJQ/qkwGB9QqIooYHE5rYfl0cOWh5ThotgRPClYygn8uU80JZ/BlzbGYuDGxarbMQ4I"
+    "260sRyUYjZqOq2/VLoZrVEgvBUlYPS9CMVQjMnqy+qiCg2X8kOoNWLlqogi/Zw6R29XPZJ"
+    "FQDmOw+v6z/rKjAwP4r2AOBVdXb5aDn5ZeqejUkr9f/moiPBWrc3/Ruey20hbbEpC9WvXU"
+    "UGije8xmbCOOyB3RvRd4PG4wtnHNaDO6IUW1QnxrtpnlhTep1W8GOPCC7w7ux1VPzYQ3qi"
+    "WlQwu72xCPHp6wYxqRbQ7usBMWu7Jsm7w1O5nFr2CKJwof+CHwtQO+iGta4ppNWmlckuBe"
+    "ey2TBFoZtt9sI5GkM58Tar5k1F6coacpQ6Zlyn+xQILJf63RFLHhH/JVb8tPhHo8DzF1mD"
+    "uZ+vdHU0wpsZNUkpL7zkMmWSkeXs/e1F599EYcizijBKu1jAerSkoDoRkl1TJKvCF5kD+u"
+    "iPkpKlWd8WmfQO/Z0ichs7LsuJkgWzvYbOsN8Ns3OQB++yYTYLgVI9hEl6K8KMfEGgj165"
+    "McUL8+yYQabqVCXYzFFJbRJpOkyWQLzo2m2tSKJ5CHaiOkDjxx8MxwOUm3k69zsKZJN+hd"
+    "qtjFukRT6r/pq1musQhJ67HYeSzcOSxcO7wZYXk9HtuOB3CnJYzgVi+iTcXEGueWLl9tVS"
+    "s5nqTalLJxjko1DuaT09McOMtWmUCre1GkTSKwZafwXH+6792mwxwSiatZ1kig/yHb4nvz"
+    "m7S+H7tUnQHR0LVsYVF+DI/9YV9jsAZygCiiYQVIH910fosPwsV17zyuOkEH58kjcWAOKk"
+    "jHSAg2aKE/cB9sA0GtlQu2ZvjuyQMbsxRrP9ZaP1ZiOayTs+WcCYm/+ioJZ8vyXnuds2XI"
+    "BPw6v9lGZ0t/SlDfPw4gKfsNR3PicLlTEzlLzhCjBMF2hOQIuOChgtvoCKzZbfRAFi+SPp"
+    "bduxzQAf1ZfuRn6DMob5/b6DMcHOFf2aH6iG0bIFd/M/ooH4DhN32WHZEF+j80aH0P+P1w"
+    "9v0fXCoF8uIPgxZ0fRFqjRRSUjF5JBxNiSMBokwgC0KL5w4bEc7biDP5Se7MAjsC/pXfmY"
+    "N3yCHQSnbF5Nd9wlz5ijBdBJJoSKYWXEI2wyYaYhtePAeNsHwucR4JElNiOYiSLwJ5J7Es"
+    "p9LvrcB9IH+H5/UJ+Zi0E6hKJ1BR9492/BRw/MD0LoKt17yB0O7nUCfndKETnd9+p+NcPf"
+    "WEys5t3sK+TTxjVFJ7LuriuUiJcFTfPnHyeR4V8gLz6QepirBHpTsk1MjI/bWq5Ei2NKbh"
+    "ppu5O6uMLAgk5fCDNiX1GAS9wR8LNGW21PRGzKVyqiLg3sjbbDy2RiSFsbNrj6BMfiZf5q"
+    "Ggx8/I4l4PofQxqjepEsJDgifYxJxIjU11KP83Y6CuthHMW+TKl8YZUNDuRg8gGO/QYU//"
+    "AOVUfanQgz260fILBl/7GEnFeSB/4HgsVUupKaKj4Ae9RMH3fwEdDBl7kFeHC9ULl8OLYP"
+    "pKZM6kssmnzBFyaiCsfuOAhr+TSYYCSE2yQ6Wi4uB3yxHOVj5XB3fLJLM5A0V+YaSpouG2"
+    "Jl54lKUIi9UhI+aY3rKm6UuVaq7Rl6CYyygp26Sgg8oDh0NrQrFxSIjqYdh6GFZL7TYjkS"
+    "atB2MHH+pqXyioKMdEG6gpH65mnCT1gFqQOsBZZ9C0I/7XlWqqaMC7DnQvEuge12kLAJ0i"
+    "2kBb1Ls8oL/LxvxdMseTDn7fX5C2dxQsGKQdEdK4rlNQiubDSApqrkBdCBhNnLS1YmDUDe"
+    "A9UTB0oPY+A7VDK2iF+NZswc0Lb3K7yRGo7W3/JYB7rSzmH1f9NXQSRxWmOlGILlwu2Iw4"
+    "Fzbm3tYQdwBFGrTXeoD8psZo2XajC8gP1UeCODOPEwPOBdMFJ4VtjRaIy+OU577ASPWL2B"
+    "gFT+JJD1AZHW5wayiENK3mOZ0T6t8ErGtsHH77Bp63X53kOXDLVtnEmpPEkZsSYZh4kcLo"
+    "z5y6YZHqtOvXe05NWtqJhbnCYGNDuA41tkA3S7w6pN8eCNBzhxhyuYf8nZA8qSDOGdL6DJ"
+    "4axwa/xCkKcUJOg5sE14ZIyzGR/8m/tnE4ZnSgc0Zv53BcwjmcF5jqManGgF92XltIay6m"
+    "DuFAzdohT31GP43BveJJz10OCbAMPBbFl/l0Yb3WpxmzHTlVYanYCugscQ11Euon7FAwxB"
+    "SEOC5W4fnmQIDVDpmyUNUOmWocMtn21vAGOISvOSROympx7gu///mO2DgjoVzgRVh2dHhr"
+    "cBbmf+3TLn1FH630wFb/TnudJdpatckRhMAoeQn0MGQSMn9pW/QBCfZAKBpaXgQBXkWo4p"
+    "Hi1EICUIxUXDAw99HRFHjxWEV8ipQo1309ZHNKUW2XrtIurYbU4FN8cvq2iH06LleOnfp5"
+    "od5zdp+RQ7YMlYtKNpAAfKChcnmS/JEvc0v2tsWoRyUbOOoHMsq5aN/udkU9XV3S8zDG1y"
+    "GPEJW4VfhGWFKPcp1HOdhoi3JgE3LalJVinC2e3G3ntG512/K0FauuqGorVvW04qpzuh0q"
+    "rJvTuaVvYhVCW7O9KzdZO75x14nqGhSMS7cpBrXk1hoVl41yWBWHlm2jI+ZAFg1LQKY48u"
+    "IYfZ5ja5neAwoLoYnDnrhXOkh99oipjJoW9IVt9OkjKHNpNsV9PGIT99WdgRF7XSYPyJLn"
+    "KuhW5vN4NaLwHW2hrJQ56w1gAtg13NmlRAPZs2/ykGffZHNn3ySos9kZ/zbXlK8++194VS"
+    "uAtpxov/SuLrpnyJcf0Mvu+VUfZORFtR4tK6g/f6LAuevIs20GY3zzsITEKxwZR3b6hO2i"
+    "I3Pb/VXCTJ4G9K4r/+5cnyG/pwHtfeobvfdG/9Pd7RkKUYoH9KZz+wmayt3ThZbXcj8w3n"
+    "flWAYctgEFdH/snncufj6DunbOhMDGXI8RxjPwmG1DHYtLNukIVzFfbKV4FBuCqJxm623J"
+    "1lvqXduscSvpCpc4l8LQF13hLu867/tyk3HwWAzop9uPnavLM+T1NaAfO3f9K1jK5tgRFq"
+    "xl3n3v7kXn9qJ7fd2VF0aAg20Tsx4rmMW5CwEHaclbshPeRKW+6rw35hbwmRo8Hcyxd7My"
+    "5Gw3lkillSrNnqFpsjvO1JqhXXSiyi/NheGv3op3VxDSNV18zch6hH1eHM+E4NeMojJ3Fs"
+    "cwJvY1IzjGllTKjEeLW6LIVpSQa8xBorSNaGzjyWQr2kVUUtMu6ky74AsuyMxYDUBirM8Z"
+    "swmmGct5inhswIdSfl/v0vJKtaN83utdRwb4/Cp24r79dHPelYc6NbKykcdPTw2M9vSLdQ"
+    "fy9ZrJjofxmr1b+z45ayZwNvTNZQKvXIgFSVBxuSYZfDUTqtaorpIyFE1mmyJZiqXl4H3d"
+    "mmj2DESzSDTjrpSoIqGRhwpwYtPZPiYVcy7xhRx3O8akdpYdNQj46HKr0ksafvbFHeEqmq"
+    "uyZkp4LsAg69XYGnkWUZvtCtltqLtr1lTQmCuG7IsxI5zjCdkRsp7q7Mbrq6GAzb0UnTsi"
+    "5Sf6bNLalWS/pquOSeB6lPSZ/F/OPTfEdz0kfTHvbpuiLOfYbzchnz1dA/Q3T9rtga/znC"
+    "1Awv6JDe9ceHKCg+3faa+jYP/BhobjN8pBweajKTFdqQUgKQg1Fl2K5JRQNcU9lVdxok28"
+    "aEMqYGsGeYGJbEGQJZAq4Z2SYbikfqHS5Kfbq39+6qIj2U3bl2yD2IszSErMyaOcIXZQIV"
+    "zVEWecLB/vcDS2oK64kE8eSQTk8wfUopzI/lW1R8gaAd9EfkH+D6+KJJC6QQ7KVnpfkz9Y"
+    "82PUWRYiV8UroUK5yZ683wW+/QGFTtSD1DXB1M+DAujqGlRln1nyW6rfnU0llz9VDWm08K"
+    "NOWvGMlHB/SPIaqf3mmgyegwyuy5cVdv/6C2ZqvFX2pIxKNXBulp9ARe1DW7lNopLabXJI"
+    "bhO581t8uh0HICqqSQC1JgEInHbC/um+d5v5UqfSZkxrJND/kG3xvZ21W9+PXaqy96Kha9"
+    "lCqrDH8NgfWtUPNAAUGeNgCT266fwWX10vrnvn8cGDDs61N027e+pzSG+XmR1znyHano39"
+    "mkxaKQaC1c32OhuBb/S3/XZ5zARydshjqxcIJk+z6hwf5GA88mKr5RtuCesR4qs/EuclxJ"
+    "YsgjYcwTdVx2t1PdVksI9nbM7+GI659nuCP5eZIiLBbypGO+rbC2TUraDul47YrvR4Hhq3"
+    "vKehkEgDj0KvT3IchV6fZB6F4JaOHq1d/KIuRdycRGE1O9iVDumzcg8bDq4+LJWFqj4sVc"
+    "+N08VxiwKcpzjuc6a5q9lyu58sd89H6TxUeHdldO7fjhIsHZm2lNDastGeElrXNttUepSg"
+    "GaNkIf//SICmdYyuBEc2mXDE3RlUtviTOOwfwEGwOKLAdEDuHFwHJlIJ7QBJM2lJKbXnDb"
+    "nuLJPM5kx+Hi2MB5JkKYTbqsxd2jBSqWEkO9NaOq7VZ1c7YJPIjMxYEXCD9hVmD9qXdygK"
+    "7cnpaQ5sZatMcNW9WLKf2NJSAOgU0eYFib7Lw8R5l83EeZdg4ugg0Wzom8t20BUI9mio8V"
+    "N/FkM2KqRhTcuiqAIbCtrBI0IaVm1W1GbFWtsPipoVV9FOOyKbP26qZgtCbntiZCncDG0o"
+    "A/aO0DYuuicObXTz1rUzysR259oZK9inmJrsceeixReYTz/4XTVoJY6FiJcTF+7T0poIkQ"
+    "MmVI7tcuJ17/zemoTWPk358Rj6FGN+Sph9tjk/HuKf36Avu7Lk2C1eetnJkBxIKlQsIKbI"
+    "C4JHfhB8G3Ehl3dzFRp4FLoD0ik1svf0jFQj/2wVYO/nWtMhiM9pyi+eKu858tVXZv4sP0"
+    "ceG41cx9nK/hkTbaAB9EAMnrnifhwyInIJ3a60bkS0gQPdYEu3Q2ZMEBAoVNwrJtY47135"
+    "YbMuJ44hdYdijPyoVONg3ouTVCl/SZCzQxiXAjqEMbJqlRHCqJ09e/FK+AeRYrBGhbRfQn"
+    "t7tLenXiah9m7enpB5Ykdki+YTPFSAo0uidvpU7PR5HppzdHKnWEYTsz/bLhrN4pnPKtoJ"
+    "bJHAOvZNlwiPhfz/iM1mlkBHv06x4J35HKnD9Vy0UVDLq436EseJg2eQRE0CnGISLfsBkH"
+    "Pus2c5+wzsaOY6iFsmgWxzEFr+h7xAyeIMzQk15XdAR0/YAtq3MsFaQiWc4wJ41FCXDGEh"
+    "yGwO/8p+VaUy/4r89/OLNuJBN8sseAv0eZWq6TNyqbDs1SX10RcU7QH1Svqgowl+JMidt9"
+    "FnG3NhEMeB2uYcLyAl3uIFfB+HjF1IPnc0Yq5t+rzvIfF6QuR4cowwsjE1bYsqJD4HtmYj"
+    "BAiAMMYeKG00dthMXZrIl/oJL76RjyPDKWMP4WrqQETnABBM6LMBhSeilz8E4yW/k/wAhg"
+    "d05P+eGV7A+BEkTwlC3lhjqA7lySOmOycZRPSVNTQ2Cn7kvsMeLagfF1omNVm9Ugv3aIop"
+    "JXYRm0FIRNu4c9i4dTzAHuMB5PZiza2CVq+IUANhLt+6OMcLm+GUaZxt9QqJaLtX6Xav0L"
+    "ZbYOJHpRo481+d5InQkK2y1++TRIzGYXiBW75yXI1lvfxt0lcOi5TWDIvoqpqp5Z1DKncC"
+    "1/Vu1xRxnVqzzi72Z8tQXLMx3bcuFLEKFH2rEsL6narzOxVYKIq8UWGZ5r1P5W/8aVagLe"
+    "A21rofm4D8PnTbmLWx2GEiIdpA0Euf7itTcRLsvtS50sGOSjUB53XbRPe3/voT83KXuO7d"
+    "/hg0jx+jdaS95h+C12ObUhIrMa2g1VlB0/wvHex/OLBq+ldZqGr6V/X0L01O2ltEus6jUG"
+    "oehTzR6IqVX3kl6UNZKvYaPBzM0RRqXGj6ZpPiQm/LZjbcjUrLGQSRITzBQG+CwF3/JT1G"
+    "kHA0HLEbymWHHkhK4ZSS+iwx0Wc4SO7fyYIpkduaYVUlw0oX8ahBEY+ZfMFYhlm5S91ZYn"
+    "ONBbYE0hW680eYT1vFBgE2wA9nCCQH9Pxn9WH4oD7ddn7sXMoxkUuVOaD399cXvZub7t2/"
+    "zhDnNpB2ifPngN51wcr2Y9e46NzJ1nLVkPhMiDGSS/6Aehe9v887tz/LzjF9GNBe/0P37s"
+    "yr4RxfKp/Hxqqjjb8S849DxsQhNO1Qso7+FxJqXMzrXtxElIlCEAftG4fu6bd50JWtMtFV"
+    "92qXdrlui5TOu6y9QcX2i1x5l5ltk5FgBetjxcW0abs+WZdr9/aUjCubw68vOmNjUnrCJo"
+    "H1AxNla7vgrE2R1ADXrRph09cF7UosC1XtSvw6XImHCm1RX+Lz1cw7VIRzFs1LU8vKgLjZ"
+    "CcRjqmiO7OzBaUtjuzE5e+xguhncsO5aCr6Q6/i931kzQU5R97dnHWDOJcCz3akHnWVHzU"
+    "E+ypOPFPgsJRt+/qLFhwhYNFXQjoAVTdB1KIAVorUkiw1kg9qjpM/k//ZRceCQwC1OA1oC"
+    "kU0HCmO1kRZkhAcrT7YsXw4J/EAogrmAjjDyXN/wqY3wso3cDJhjeimjZhYHkRfH6JaJKS"
+    "SUsnhQyPcs7gjf13MGFDJBBWKy4YK3kWzFkcOevFxUlkCUIZvRiUrQ5cph9PJEQeYsf32V"
+    "D4HgIpVqakD97r7hx+jT7dU/P3XRkX/pxVnoS8JDFNbAgRJoxiAHl9QX2uhpylSmq7kjVx"
+    "Di5+fK4jzFaE2anlQlPckhmHurVX73eSDRQE/jXvy7wUuyFR0lItpAd+OBuBdz0VFU9kOp"
+    "mMshWg7cFsS/td00JtFJxRRAyMQof6w8mTlsVmy9iwk2cNkrPzGbr1cUjCCLCGkPReo09h"
+    "eEorWjk4LaaandatWg+lzhpM1T5bWzsnpnZWjl1C6Jzdby+DaTI/pxZZfdEdyidt5DncFR"
+    "RWn35Pc5IlEDA2fpcaj1WqT3Foa6W8SkjWkrzT4K19trjaJBixyGUE6cRwviFaXMGZo7Fp"
+    "jyhpZtg4FwThyLmcpuCBZH06UULvsDwCFXP9gTfbYCT6saUHr/GwIoFVi6gupzmhfVvwlY"
+    "1wSO+O0beMbeS2COeom2sTHFBJt0bKnYsOQtXMaMUTEtkr04IVfdGLyq9WoSqR6qasYYJl"
+    "4UgTYhVx20rw8GWvmbuDBGoMbZns+6OMxr+tDWpTRKPJ8TyreAOkVSA5wEWCnhW8CbkNPg"
+    "atuotuLV2gaSw4qXh5G5In/vSJkrRJWv2VLxLGmg7giXWoM6ticMG8t77XXGDSfcKo+Bwx"
+    "2+vLr/CAXuoLwgRt4cOkPsiXIUmgnKDAH18KbM9nhSsgVa0q3TrRuldq5NG3VYqNvatPFs"
+    "pg2doiEb/eamaNBKplYyG6hkBk7fHdTLZvmNM0JWtQ5erQ7uzaoUBXw53bK17+WkzhVkIc"
+    "eWUQgMQC5EBICPb8ikdozNmUWhPLinyiPVK5TOXirEacr2rt1tDkOIZFdlNtF5UysOTGBp"
+    "Ear5EnYGsnVWtVudy5urW3/CQurN++71NeTRDKbugF705JWLfk9ejARFP3+CTX322bNbV6"
+    "JUCOClQBNKQ0UBzoXvGniT6AqpxE0cPDPk1pGenGid5zxNuhR3QR2W8+p9536kS4rit6a2"
+    "eFSsHvXF4XmNqS8eCkEazgtoNwm5xoQrleZGg/TcxgjPt4oMS8g2yFFZ8dpjYzpx/ewGeb"
+    "fZsEyFuY0J3de6Esuzm2OnfZedZVdbcLUFF7X8zARbjHpUUhderHOoc3BKLRqEGJFq0Oal"
+    "WTa1Q1U7QJ4jVm7FyNgR2jAF5LCWhPyxcpHVsJSscsYMmykqrU4th1LhqhCpQ1kBolC5pi"
+    "UMm+2agK8D/eQrkXiIM2qKqcked3ZfXsjj/Qe/q6bOqCVURpDjrFLMDnF2WfTREoQb/ql4"
+    "N7yuVGfNRqoihA7y/fPzqtqknJyq16Spa7pOQFsQMD8knhu+s3rXlapxpazT0fISpGuw1o"
+    "EVpHQt43jT7Py7+yOKLTO9p7LFwnng11HGoN0y+3we4piffh3Np0wwIHJhtBwuJMFyYTDb"
+    "6IHINpCnz0GXnX7HuLy6g9y5EiQBqWqnUktM45GV3PuGqA0+xSenb3XcxrMSy/xBSACb7f"
+    "VbSTSQv/T2TQ6n39s3mV4/uBXP9iamReAN2jcQ3L2kE/ZXHQ+oAjjH5RqI96tceL9ag/er"
+    "JN7c+pMYw0X6uXINWSMq1yS3TMVMjSXjLrNWY/akT5NtIEfy9DQPSfL0NJslCfc0fUPTN7"
+    "T/uSwlVPuf6xOAF1hbtJGlQpPBKhgvzWQQCdVbYzKItsthMRi5XLCZPKqzsYoLu7r/eKYi"
+    "xeaqOM6TPJgTuLFAtvVI2suUk/JdE8QXspwgW2Wa1WAPT9hgOYBYg9ScD+FGWO5KyswgHE"
+    "JES7b83Q8M0bFrlZoYlqNVQFENyzTwZFa+mUHHoIUC/HIde9+uOfa+1TFolcagSYUcaqMV"
+    "wTckUmHsQasagPdxgA32w9wA++0bh+67PNP3Xfb0fZe0iXkqRgFwVxKNg3cvIcBwFhFumr"
+    "Pzvc1whoIWForBPAapw1uH1wB72ft0ft1FH++6F1f3V34Q5NKUom4qbfg/tuWdGO+6nes4"
+    "yoxOtoA5LKVxzoEznHzcjN1ucz6HlXSFa4c8ZcrDW8EVpNW56F/90j1DnvSA3n+6/9i9ve"
+    "xeniEvh69JzAHtd+9urm47fbgsIJiZBgyQ58/tQL7MLWdhgHU23e6b/k7ExNYZfZv1dshR"
+    "jCHol7QwwJqx7ZSP91HhxJ87ZI4ts+jMl+vDx87VJRT2UPID+rF33/cvMS6WfT77DHehqP"
+    "k2Hr2YYGNi27+GyOuarSh7Dbx+mmLB8XxuWHTIXLqNCy+jCx2UW+eg3GDTGC3kw4tXJMkS"
+    "14VJ4isYJV+EEcCVVj49W09KEf2adSVNMsietM0lGQQONGNkY86LkQ1SZXUmgZTkWlJnKl"
+    "hydyWhAU2rmaRzXuicF7VGVXOOdM6LWmObK+dFtqpQAsYXfocXQX/NBDpVTcpRi9uvF7wj"
+    "yEFh4mZiG9KTtqckBpWMU0yQxYLVoZcGrcY6Wn2XcOLdUNqhantdQdonw9XXhFLYrSsdKZ"
+    "vZGiJubmS19qhimR6j7iNxFmjocosSzpHDntCQgD+aI8EQ+SJ7sReI0RTe6pZ9bC6VoMml"
+    "VZJLNe9xz3XHXMchdLQognFYpkJP7fllv6CXdkugX+eA+XUmyK+TEawuFU4xhFcilQJcDb"
+    "4neciP2dTHRIEDa0b+LMjeDctUiHCHW/hvl1P8gKtBunweus1GOKtUTRZ9LJBoYA7x8uka"
+    "jvxaU2K6NileoD4hWZ2l8KTW+sUK3jG25CnLeLS4JbgxJGN51jfGNp4UAHptH9VB/vpAID"
+    "ddSsH9O2VuitUwE+W4WHXA/v1AgJVKGHnCtlyNsFl8sUiRrQ7i0wOBWDvss6FulsM+4UvK"
+    "Y9XUuZVbOrdyqTCpmkc6wXJ+vCKOn10BK+gsO0jEdNbgPBBpZ9UmkP5gQ8Nx00oZFgHpJz"
+    "a8c/M4Tw8So2dx6B0yUs+Tf/ogEaNMWGNrpKAoQa+6DXWXT706SNSYK4bsizEjHKKbdsSs"
+    "pzq78fpqKmLa154fJGOZursUtApk7T5M1Gy8q/6Qk3p1kPAE7MEdISpAszxImLjA4/FuEN"
+    "0HXTQTn2Ua+h1nUjTxfSOxWubf2xWqSCK/pkC1T3pZhzjWCHyqCXqZf6e9jl6GV2020cuy"
+    "YdDkr3qRv0D7sdICTrPZBiGRBlLA9pM4TL5UBRD2mzcQ3b3k0/frECQR/um+d5vF/lqKxP"
+    "2G1kig/yHb4gd8kkoDF8CIOAcDTI9uOr/F4b647p3HvX7QwXlaSFi2G6/8zeyv/wezUyxU"
 )
