@@ -162,8 +162,9 @@ async def test_both_exports_hold_the_filtered_payments_as_the_database_has_them(
         (receipt_number(p.id), p.subscriber.username, Decimal(p.amount_minor) / 100, "cash")
         for p in payments
     ]
-    sheet = load_workbook(io.BytesIO(xlsx_call.files["document"].data), read_only=True).active
-    cells = list(sheet.iter_rows(values_only=True))
+    book = load_workbook(io.BytesIO(xlsx_call.files["document"].data), read_only=True)
+    cells = list(book.active.iter_rows(values_only=True))
+    book.close()
     assert [c[0] for c in cells[1:]] == [r["receipt"] for r in rows]
     assert [c[4] for c in cells[1:]] == [r["username"] for r in rows]
     # The files were sent, then removed from the data folder.

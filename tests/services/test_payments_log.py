@@ -169,8 +169,9 @@ async def test_the_xlsx_export_has_typed_dates_and_amounts(tmp_path):
 
     export = await export_payments(nadia, PaymentFilter(), fmt="xlsx", folder=tmp_path, now=NOW)
 
-    sheet = load_workbook(export.path, read_only=True).active
-    rows = list(sheet.iter_rows(values_only=True))
+    book = load_workbook(export.path, read_only=True)
+    rows = list(book.active.iter_rows(values_only=True))
+    book.close()  # read-only workbooks keep their file open until closed
     assert rows[0][:7] == ("receipt", "date", "time", "customer", "username", "invoice", "amount")
     assert len(rows) == 6
     assert rows[1][4] == "user00"
