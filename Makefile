@@ -38,6 +38,7 @@ bench: $(STAMP) ## Run the benchmarks (see docs/performance.md)
 	$(BIN)/python -m bench.receipt
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.dunning
+	$(BIN)/python -m bench.payments
 
 migrations: $(STAMP) ## Regenerate the aerich migrations for both dialects from the models
 	$(BIN)/python -m core.db.makemigrations

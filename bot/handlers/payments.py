@@ -38,6 +38,7 @@ from bot.texts import Locale, render
 from core.db.models import Staff
 from core.documents.exports import TELEGRAM_MAX_BYTES
 from core.domain.money import parse_amount
+from core.domain.status import PaymentMethod
 from core.services.payments import find_payment, parse_method, plan_payment, record_payment
 from core.services.payments import reverse_payment as reverse_payment_service
 from core.services.payments_log import (
@@ -216,8 +217,10 @@ async def log_export(
     assert update.effective_chat is not None
     await update.effective_chat.send_action(ChatAction.UPLOAD_DOCUMENT)
     folder = Path(_settings(context).data_dir) / "exports"
+    # The words worked out once: the writer asks for one per row.
+    words = {m.value: _word(loc, "method", m.value) for m in PaymentMethod}
     export = await export_payments(
-        staff, filters, fmt=fmt, folder=folder, method_word=lambda m: _word(loc, "method", m)
+        staff, filters, fmt=fmt, folder=folder, method_word=words.__getitem__
     )
     try:
         if export.size_bytes > TELEGRAM_MAX_BYTES:

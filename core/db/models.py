@@ -314,9 +314,14 @@ class Payment(Model):
     class Meta:
         table = "payment"
         unique_together = (("tenant", "idempotency_key"),)
-        # (tenant, received_at): the payments log's pages; (subscriber, received_at): a
-        # subscriber's last payments.
-        indexes = (("tenant", "received_at"), ("subscriber", "received_at"))
+        # (tenant, received_at): the payments log's pages, and with collector or operator
+        # first, one person's payments; (subscriber, received_at): a subscriber's last ones.
+        indexes = (
+            ("tenant", "received_at"),
+            ("tenant", "collector", "received_at"),
+            ("tenant", "operator", "received_at"),
+            ("subscriber", "received_at"),
+        )
 
 
 class PaymentReversal(Model):

@@ -138,8 +138,7 @@ class _Query:
     params: list[Any]
 
 
-async def _bounds(actor: Staff, filters: PaymentFilter, now: datetime | None) -> tuple[date, date]:
-    tenant = await Tenant.get(id=actor.tenant_id)
+def _bounds(tenant: Tenant, filters: PaymentFilter, now: datetime | None) -> tuple[date, date]:
     today = local_today(now or utcnow(), tenant.timezone)
     end = filters.end or today
     start = filters.start or (end - timedelta(days=DEFAULT_DAYS - 1))
@@ -156,9 +155,7 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def _query(
-    actor: Staff, filters: PaymentFilter, start: date, end: date, timezone: str
-) -> _Query:
+def _query(actor: Staff, filters: PaymentFilter, start: date, end: date, timezone: str) -> _Query:
     start_at, _ = local_day_bounds(start, timezone)
     _, end_at = local_day_bounds(end, timezone)
     clauses = ["p.tenant_id = ?", "p.received_at >= ?", "p.received_at < ?"]
@@ -213,8 +210,8 @@ async def payments_page(
     """
     _require_office(actor)
     tenant = await Tenant.get(id=actor.tenant_id)
-    start, end = await _bounds(actor, filters, now)
-    query = await _query(actor, filters, start, end, tenant.timezone)
+    start, end = _bounds(tenant, filters, now)
+    query = _query(actor, filters, start, end, tenant.timezone)
     where, params = query.where, list(query.params)
     anchor = older_than if older_than is not None else newer_than
     if anchor is not None:
@@ -247,20 +244,11 @@ async def payments_page(
     )
 
 
-async def export_rows(
-    actor: Staff,
-    filters: PaymentFilter,
-    *,
-    batch: int = EXPORT_BATCH,
-    now: datetime | None = None,
-) -> tuple[date, date, AsyncIterator[list[LoggedPayment]]]:
-    """The whole filtered set, newest first, in keyset batches (memory stays flat)."""
-    _require_office(actor)
-    tenant = await Tenant.get(id=actor.tenant_id)
-    start, end = await _bounds(actor, filters, now)
-    query = await _query(actor, filters, start, end, tenant.timezone)
+def _batches(query: _Query, size: int) -> AsyncIterator[list[dict[str, Any]]]:
+    """The filtered set as fetched rows, newest first, in keyset batches: memory holds one
+    batch, however many rows match."""
 
-    async def batches() -> AsyncIterator[list[LoggedPayment]]:
+    async def batches() -> AsyncIterator[list[dict[str, Any]]]:
         last: tuple[Any, int] | None = None
         while True:
             where, params = query.where, list(query.params)
@@ -269,16 +257,16 @@ async def export_rows(
                 params += [last[0], last[1]]
             rows = await fetch(
                 f"{_SELECT} WHERE {where} ORDER BY p.received_at DESC, p.id DESC LIMIT ?",
-                [*params, batch],
+                [*params, size],
             )
             if not rows:
                 return
             last = (rows[-1]["received_at"], rows[-1]["id"])
-            yield [_logged(r) for r in rows]
-            if len(rows) < batch:
+            yield rows
+            if len(rows) < size:
                 return
 
-    return start, end, batches()
+    return batches()
 
 
 async def resolve_operator(actor: Staff, ref: str) -> Staff:
@@ -305,33 +293,38 @@ async def export_payments(
     fmt: str,
     folder: Path,
     method_word: Callable[[str], str] = str,
+    batch: int = EXPORT_BATCH,
     now: datetime | None = None,
 ) -> ExportFile:
     """The filtered log as a CSV or XLSX file under `folder`, streamed batch by batch.
 
-    Raises InvalidInput when there is nothing to export, or more rows than a spreadsheet
-    holds (CSV has no such limit).
+    Raises InvalidInput when there is nothing to export, or more rows than the spreadsheet
+    export takes (CSV has no such limit).
     """
+    _require_office(actor)
     if fmt not in FORMATS:
         raise InvalidInput("Export as csv or xlsx.", code="export_format")
-    page = await payments_page(actor, filters, size=1, now=now)
-    if not page.count:
-        raise InvalidInput("No payments match; nothing to export.", code="export_empty")
-    if fmt == "xlsx" and page.count > XLSX_MAX_ROWS:
-        raise InvalidInput(
-            f"{page.count} payments are more than a spreadsheet holds; export as CSV.",
-            code="export_too_many_rows",
-            count=page.count,
-        )
     tenant = await Tenant.get(id=actor.tenant_id)
-    start, end, batches = await export_rows(actor, filters, now=now)
+    start, end = _bounds(tenant, filters, now)
+    query = _query(actor, filters, start, end, tenant.timezone)
+    count = int((await fetch(f"{_TOTALS} WHERE {query.where}", query.params))[0]["n"])
+    if not count:
+        raise InvalidInput("No payments match; nothing to export.", code="export_empty")
+    if fmt == "xlsx" and count > XLSX_MAX_ROWS:
+        raise InvalidInput(
+            f"{count} payments are too many for a spreadsheet here; export them as CSV.",
+            code="export_too_many_rows",
+            count=count,
+            max=XLSX_MAX_ROWS,
+        )
     name = f"payments-{start.isoformat()}-{end.isoformat()}-{secrets.token_hex(3)}.{fmt}"
     return await write_export(
-        batches,
+        _batches(query, batch),
         path=folder / name,
         fmt=fmt,
         currency=tenant.currency,
         timezone=tenant.timezone,
+        convert=_logged,
         method_word=method_word,
     )
 
