@@ -37,8 +37,8 @@ days holding about a tenth, three tenths and all of the payments (100,000, 300,0
 call, with its peak resident memory (`VmHWM` of `/proc/self/status`, see `_export_child`)
 and how late its event loop wakes a 20 ms sleep meanwhile (what the bot's other users
 would wait, since the bot runs exports in its own process). Then one XLSX export of
-`--xlsx-rows` rows (default: a tenth of `--rows`; a million take 5-6 minutes, so that is
-left to `--xlsx-rows 1000000`). The ceiling, in the same kind of child
+`--xlsx-rows` rows (default: a tenth of `--rows`; at most `XLSX_MAX_ROWS`, 500,000, which the
+export refuses to go beyond). The ceiling, in the same kind of child
 process: asyncpg (sqlite3) fetching the same rows with the same keyset statements in
 batches of 5,000 and writing each record as it comes with `csv.writer`: no conversion to
 local time or major units, no count before, no zip. The bench checks that ours sent the
@@ -105,6 +105,7 @@ from core.db.models import Staff, Tenant
 from core.db.orm import close_database, open_database
 from core.db.sql import fetch
 from core.documents import exports
+from core.documents.exports import XLSX_MAX_ROWS
 from core.domain.status import PaymentMethod
 from core.services.payments_log import (
     _SELECT,
@@ -545,6 +546,11 @@ class PageCase:
     older_than: int | None = None
 
 
+async def resolved(admin: Staff, filters: PaymentFilter) -> PaymentFilter:
+    """The filters a first page hands back, which the bot keeps for the pages after it."""
+    return (await payments_page(admin, filters, now=NOW)).filters
+
+
 async def ceiling_page(s: RawSession, statements: list[Statement]) -> list[list[Any]]:
     return [await s.fetch(st.sql, *st.params) for st in statements]
 
@@ -619,7 +625,12 @@ async def page_cases(s: RawSession, admin: Staff, loaded: Loaded) -> list[PageCa
     return [
         PageCase("first page: 1 month, cash, 1 collector", month),
         PageCase(f"first page: search {SEARCH!r}, 30 days", PaymentFilter(search=SEARCH)),
-        PageCase("older page from mid-month (same filters)", month, ids[len(ids) // 2]),
+        # As the bot pages: with the filters the first page returned (its period resolved).
+        PageCase(
+            "older page from mid-month (same filters)",
+            await resolved(admin, month),
+            ids[len(ids) // 2],
+        ),
     ]
 
 
@@ -928,9 +939,9 @@ async def bench_export(
     ours = results["ours"]
     expected = expected_sums(loaded, first_day)
     sent = ours["statements"]
-    # payments_page(size=1), which export_payments sends first, has the first batch's text;
-    # _batches stops on a short batch, or on an empty one after a full one.
-    keyset = ((statements.first.sql, 2), (statements.after, expected.rows // EXPORT_BATCH))
+    # The first batch's statement once; _batches stops on a short batch, or on an empty one
+    # after a full one.
+    keyset = ((statements.first.sql, 1), (statements.after, expected.rows // EXPORT_BATCH))
     if any(sent.get(_as_sent(sql, [], db.backend)[0], 0) != n for sql, n in keyset):
         raise SystemExit(f"export {fmt}: ours did not send the keyset statements replayed")
     if fmt == "csv":
@@ -1077,6 +1088,7 @@ def main() -> None:
         asyncio.run(_export_child(job))
         return
     xlsx_rows = args.rows // 10 if args.xlsx_rows is None else args.xlsx_rows
+    xlsx_rows = min(xlsx_rows, XLSX_MAX_ROWS)
 
     async def go() -> None:
         await bench(args.backend, args.rows, xlsx_rows)

@@ -183,7 +183,8 @@ async def payments_log(
     filters = await _filters(staff, values)
     page = await payments_page(staff, filters)
     operator = values.get("operator") if filters.operator_id else None
-    token = remember_preview(context, LOG, {"f": filters.as_json(), "op": operator})
+    # The page's filters carry the period as resolved: the next pages keep it.
+    token = remember_preview(context, LOG, {"f": page.filters.as_json(), "op": operator})
     text, buttons = _page_message(loc, token, page, operator)
     await send_text(update, text, buttons or None)
 

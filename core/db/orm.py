@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tortoise import Tortoise, connections
+from tortoise.backends.base.config_generator import expand_db_url
 
 MODEL_MODULES = ["core.db.models"]
 
@@ -26,11 +27,29 @@ def dialect_of(url: str) -> str:
     raise ValueError(f"Unsupported database URL scheme {scheme!r}: use sqlite:// or postgres://")
 
 
+async def _return_to_pool(connection: Any) -> None:
+    """Ready a PostgreSQL connection for its next borrower, in place of asyncpg's reset.
+
+    asyncpg's default (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`) costs a
+    round trip after every statement Tortoise sends outside a transaction: on a short query
+    that is a third of its time. The application leaves none of that state on pooled
+    connections: settings are `SET LOCAL`, there are no cursors, LISTENs or advisory locks
+    (the migrator's lock has its own connection). What can be left is a transaction a
+    cancelled task never ended: that is rolled back.
+    """
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
+
+
 def tortoise_config(url: str, *, with_aerich: bool = False) -> dict[str, Any]:
     """The Tortoise config dict for one connection named `default`."""
     modules = [*MODEL_MODULES, "aerich.models"] if with_aerich else list(MODEL_MODULES)
+    connection: str | dict[str, Any] = url
+    if dialect_of(url) == "postgres":
+        connection = expand_db_url(url)
+        connection["credentials"]["reset"] = _return_to_pool
     return {
-        "connections": {"default": url},
+        "connections": {"default": connection},
         "apps": {"models": {"models": modules, "default_connection": "default"}},
         "use_tz": True,
         "timezone": "UTC",

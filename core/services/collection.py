@@ -230,19 +230,14 @@ async def _collect(
             commission_minor=commission,
             payment_id=payment.id,
         )
-        new_status = status_after_payment(stop.amount_minor, stop.paid_minor + amount)
-        # Dunning dates (core/domain/dunning.py): any payment removes the request
-        # cancellation date; only full payment removes the suspension and deletion dates.
-        cleared: dict[str, None] = {"request_cancellation_on": None}
-        if new_status == InvoiceStatus.PAID:
-            cleared |= {"suspension_on": None, "deletion_on": None}
-        raised = (
-            await Invoice.filter(id=stop.invoice_id, paid_minor=stop.paid_minor)
-            .using_db(conn)
-            .update(paid_minor=F("paid_minor") + amount, status=new_status, **cleared)
+        new_status = await raise_paid(
+            conn,
+            invoice_id=stop.invoice_id,
+            number=stop.number,
+            amount_minor=stop.amount_minor,
+            paid_minor=stop.paid_minor,
+            by_minor=amount,
         )
-        if raised != 1:
-            raise Conflict(f"{stop.number} changed meanwhile; open the stop again.")
         await post(
             conn,
             tenant_id=actor.tenant_id,
@@ -310,6 +305,38 @@ async def _collect(
         receipt_queued=bool(stop.phone) and receipt_refusal is None,
         receipt_refusal=receipt_refusal,
     )
+
+
+async def raise_paid(
+    conn: BaseDBAsyncClient,
+    *,
+    invoice_id: int,
+    number: str,
+    amount_minor: int,
+    paid_minor: int,
+    by_minor: int,
+) -> InvoiceStatus:
+    """Raise an invoice's paid amount by `by_minor` from the `paid_minor` just read, however
+    the money came (door, office): one conditional UPDATE, so of two payments racing on the
+    same value one wins and the other raises Conflict. Returns the new status.
+
+    Dunning dates (core/domain/dunning.py): any payment removes the request cancellation
+    date; only full payment removes the suspension and deletion dates and the reminders.
+    """
+    new_status = status_after_payment(amount_minor, paid_minor + by_minor)
+    cleared: dict[str, None] = {"request_cancellation_on": None}
+    if new_status == InvoiceStatus.PAID:
+        cleared |= {"suspension_on": None, "deletion_on": None, "next_reminder_on": None}
+    raised = (
+        await Invoice.filter(id=invoice_id, paid_minor=paid_minor)
+        .using_db(conn)
+        .update(paid_minor=F("paid_minor") + by_minor, status=new_status, **cleared)
+    )
+    if raised != 1:
+        raise Conflict(
+            f"{number} changed meanwhile; try again.", code="invoice_changed", number=number
+        )
+    return new_status
 
 
 def _check_stop_for(actor: Staff, stop: Assignment | _StopRow | None) -> None:

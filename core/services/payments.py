@@ -21,7 +21,6 @@ from datetime import date, datetime
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from core.db.models import (
@@ -56,7 +55,7 @@ from core.services.access import (
     subscriber_in_scope,
 )
 from core.services.audit import write_audit
-from core.services.collection import MAX_KEY_LENGTH, settle_in_full
+from core.services.collection import MAX_KEY_LENGTH, raise_paid, settle_in_full
 from core.services.ledger import post
 from core.services.outbox import queue_receipt
 from core.services.payments_log import receipt_number
@@ -330,23 +329,14 @@ async def _post_allocations(
             idempotency_key=key if n == 1 else f"{key}:{n}",
             using_db=conn,
         )
-        new_status = status_after_payment(
-            invoice.amount_minor, invoice.paid_minor + share.amount_minor
+        new_status = await raise_paid(
+            conn,
+            invoice_id=invoice.id,
+            number=invoice.number,
+            amount_minor=invoice.amount_minor,
+            paid_minor=invoice.paid_minor,
+            by_minor=share.amount_minor,
         )
-        cleared: dict[str, None] = {"request_cancellation_on": None}
-        if new_status == InvoiceStatus.PAID:
-            cleared |= {"suspension_on": None, "deletion_on": None, "next_reminder_on": None}
-        raised = (
-            await Invoice.filter(id=invoice.id, paid_minor=invoice.paid_minor)
-            .using_db(conn)
-            .update(paid_minor=F("paid_minor") + share.amount_minor, status=new_status, **cleared)
-        )
-        if raised != 1:
-            raise Conflict(
-                f"{invoice.number} changed meanwhile; try again.",
-                code="invoice_changed",
-                number=invoice.number,
-            )
         await post(
             conn,
             tenant_id=actor.tenant_id,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,10 @@ class PaymentFilter:
     operator_id: int | None = None  # who took it: the collector at the door, or the office
     method: PaymentMethod | None = None
     search: str | None = None  # customer name, username or transaction reference
+    # Set on the filters a page returns: its period resolved (both days) in the company's
+    # time zone. The pages after the first reuse it, so "older" keeps the period the list
+    # was opened with (past midnight too), and the company is not read again per page.
+    timezone: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +82,7 @@ class PaymentFilter:
             "o": self.operator_id,
             "m": self.method.value if self.method else None,
             "q": self.search,
+            "z": self.timezone,
         }
 
     @classmethod
@@ -88,7 +93,12 @@ class PaymentFilter:
             operator_id=data.get("o"),
             method=PaymentMethod(data["m"]) if data.get("m") else None,
             search=data.get("q"),
+            timezone=data.get("z"),
         )
+
+    @property
+    def resolved(self) -> bool:
+        return self.start is not None and self.end is not None and self.timezone is not None
 
 
 @dataclass(frozen=True)
@@ -206,12 +216,17 @@ async def payments_page(
     """A page of the filtered log, newest first.
 
     `older_than` / `newer_than` is a payment id shown on the current page (its last or
-    first row): the page after or before it. Neither: the first page, with totals.
+    first row): the page after or before it. Neither: the first page, with totals. Pass
+    the returned `page.filters` (the period resolved) for the pages after the first.
     """
     _require_office(actor)
-    tenant = await Tenant.get(id=actor.tenant_id)
-    start, end = _bounds(tenant, filters, now)
-    query = _query(actor, filters, start, end, tenant.timezone)
+    if not filters.resolved:
+        tenant = await Tenant.get(id=actor.tenant_id)
+        start, end = _bounds(tenant, filters, now)
+        filters = replace(filters, start=start, end=end, timezone=tenant.timezone)
+    assert filters.start and filters.end and filters.timezone
+    start, end = filters.start, filters.end
+    query = _query(actor, filters, start, end, filters.timezone)
     where, params = query.where, list(query.params)
     anchor = older_than if older_than is not None else newer_than
     if anchor is not None:

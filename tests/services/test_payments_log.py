@@ -61,9 +61,18 @@ async def test_pages_run_newest_first_and_page_back_and_forth_without_gaps():
     filters = PaymentFilter()
 
     first = await payments_page(nadia, filters, now=NOW)
-    second = await payments_page(nadia, filters, older_than=first.rows[-1].id, now=NOW)
-    third = await payments_page(nadia, filters, older_than=second.rows[-1].id, now=NOW)
-    back = await payments_page(nadia, filters, newer_than=third.rows[0].id, now=NOW)
+    # Later pages keep the first page's period, resolved in the company's time zone, even
+    # when they are asked for after midnight.
+    kept = first.filters
+    assert (kept.start, kept.end, kept.timezone) == (
+        date(2026, 10, 24),
+        date(2026, 11, 22),
+        "Asia/Dhaka",
+    )
+    later = NOW + timedelta(days=1)
+    second = await payments_page(nadia, kept, older_than=first.rows[-1].id, now=later)
+    third = await payments_page(nadia, kept, older_than=second.rows[-1].id, now=later)
+    back = await payments_page(nadia, kept, newer_than=third.rows[0].id, now=later)
 
     seen = [p.username for page in (first, second, third) for p in page.rows]
     assert seen == [f"user{n:02d}" for n in range(25)]
