@@ -24,7 +24,15 @@ from telegram import Update
 from telegram.error import BadRequest
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
 
-from bot.handlers.office import BadArgs, _args, _callback_match, _key_values, office, split_message
+from bot.handlers.office import (
+    BadArgs,
+    _args,
+    _callback_match,
+    office,
+    parse_day,
+    split_args,
+    split_message,
+)
 from bot.previews import peek_preview, remember_preview
 from bot.replies import Buttons, answer, send_text
 from bot.texts import Locale, catalog, render
@@ -55,17 +63,7 @@ def parse_query(tokens: list[str]) -> tuple[TrailSubject, str, date | None, date
         BadArgs: an unknown key, no subject or two, a date that is not YYYY-MM-DD, or a
             period that is reversed or longer than a year; each said with the usage.
     """
-    lead: list[str] = []
-    for token in tokens:
-        if "=" in token:
-            break
-        lead.append(token)
-    try:
-        values = _key_values(tokens[len(lead) :], KEYS, "audit.usage")
-    except BadArgs as bad:
-        if bad.key == "office.unknown_key":
-            raise BadArgs("audit.unknown_key", field=bad.params["field"]) from bad
-        raise
+    lead, values = split_args(tokens, KEYS, unknown_key="audit.unknown_key")
     subjects = [(key, value) for key, value in values.items() if key in SUBJECT_KEYS]
     if lead:
         text = " ".join(lead)
@@ -84,12 +82,7 @@ def parse_query(tokens: list[str]) -> tuple[TrailSubject, str, date | None, date
 
 
 def _day(text: str | None) -> date | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise BadArgs("audit.bad_date", value=text) from exc
+    return parse_day(text, "audit.bad_date") if text is not None else None
 
 
 # --- rendering -----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from telegram.ext import Application, CommandHandler, ContextTypes
 
 from bot.auth import Handler
 from bot.handlers.office import BadArgs, _args, _key_values, office, send_long
+from bot.handlers.office import _word as office_word
 from bot.replies import send
 from bot.texts import Locale, catalog, render
 from core.db.models import Staff
@@ -39,7 +40,7 @@ USAGE = "balances.usage.balances"
 
 
 def _word(loc: Locale, key: str) -> str:
-    """The catalog's word for an enum value (`office.words.method.cash`), else the value."""
+    """The catalog's word for an enum value (`balances.words.billing_mode.prepaid`)."""
     return render(loc, key) if key in catalog("en") else key.rsplit(".", 1)[-1]
 
 
@@ -81,7 +82,7 @@ def story_lines(loc: Locale, story: SubscriberStory) -> list[str]:
                 loc,
                 "balances.story.invoice",
                 i=i,
-                purpose=_word(loc, f"office.words.purpose.{i.purpose.value}"),
+                purpose=office_word(loc, "purpose", i.purpose.value),
             )
             for i in story.open_invoices
         )
@@ -93,7 +94,7 @@ def story_lines(loc: Locale, story: SubscriberStory) -> list[str]:
             loc,
             "balances.story.payment",
             p=p,
-            method=_word(loc, f"office.words.method.{p.method.value}"),
+            method=office_word(loc, "method", p.method.value),
         )
         for p in story.payments
     )
@@ -127,12 +128,7 @@ def parse_filters(tokens: list[str]) -> _Filters:
     a value may have spaces (`area=Old Town`)."""
     overdue = any(t.lower() == OVERDUE for t in tokens)
     rest = [t for t in tokens if t.lower() != OVERDUE]
-    try:
-        values = _key_values(rest, FILTER_KEYS, USAGE)
-    except BadArgs as bad:
-        if bad.key == "office.unknown_key":  # say it with this command's usage
-            raise BadArgs("balances.bad_filter", field=bad.params["field"]) from bad
-        raise
+    values = _key_values(rest, FILTER_KEYS, USAGE, unknown_key="balances.bad_filter")
     if any(not value for value in values.values()):
         raise BadArgs(USAGE)
     limit = DEFAULT_LIMIT

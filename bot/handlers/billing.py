@@ -27,13 +27,14 @@ from telegram import Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
 
 from bot.auth import origin_of
-from bot.handlers.office import BadArgs, _args, office
+from bot.handlers.office import BadArgs, _args, office, parse_day, split_args
 from bot.previews import remember_preview, take_preview
 from bot.replies import answer, edit, send
 from bot.texts import Locale, render
 from core.db.models import Staff
 from core.domain.money import parse_amount
-from core.domain.status import InvoiceKind, InvoicePurpose, PaymentMethod
+from core.domain.status import InvoiceKind, InvoicePurpose, PaymentMethod, parse_method
+from core.errors import InvalidInput
 from core.services.invoicing import (
     approve_drafts,
     change_billing_cycle,
@@ -75,10 +76,6 @@ INVOICE_WORDS_SHOWN = (
     "chargeback",
     "debit",
 )
-METHOD_WORDS = {m.value: m for m in PaymentMethod} | {
-    "recharge-card": PaymentMethod.RECHARGE_CARD,
-    "card": PaymentMethod.CARD,
-}
 INVOICE_KEYS = ("due", "remind", "suspend", "delete")
 CLAIM_KEYS = ("ref", "note")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -88,36 +85,13 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise BadArgs("billing.bad_date", value=text) from exc
+    return parse_day(text, "billing.bad_date")
 
 
 def _whole(text: str, what: str, loc: Locale) -> int:
     if not re.fullmatch(r"-?\d{1,6}", text):
         raise BadArgs("billing.bad_number", value=text, what=render(loc, f"billing.words.{what}"))
     return int(text)
-
-
-def _split(tokens: list[str], keys: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
-    """Words, then `key=value` pairs; a word after a pair continues its value (`note=at desk`)."""
-    words: list[str] = []
-    values: dict[str, str] = {}
-    current: str | None = None
-    for token in tokens:
-        key, sep, value = token.partition("=")
-        if sep:
-            key = key.strip().lower()
-            if key not in keys:
-                raise BadArgs("billing.unknown_key", field=key, allowed=", ".join(keys))
-            values[key] = value.strip()
-            current = key
-        elif current is not None:
-            values[current] = f"{values[current]} {token}".strip()
-        else:
-            words.append(token)
-    return words, values
 
 
 def _amount(text: str, loc: Locale) -> int:
@@ -139,7 +113,7 @@ async def new_invoice_command(
     if len(args) < 2:
         raise BadArgs("billing.usage.newinvoice")
     username, amount = args[0], _amount(args[1], loc)
-    words, values = _split(args[2:], INVOICE_KEYS)
+    words, values = split_args(args[2:], INVOICE_KEYS, unknown_key="billing.unknown_key")
     purpose, kind = InvoicePurpose.RENEWAL, InvoiceKind.INVOICE
     for word in words:
         folded = word.lower()
@@ -179,19 +153,19 @@ async def claim(
     if len(args) < 2:
         raise BadArgs("billing.usage.claim")
     username, amount = args[0], _amount(args[1], loc)
-    words, values = _split(args[2:], CLAIM_KEYS)
+    words, values = split_args(args[2:], CLAIM_KEYS, unknown_key="billing.unknown_key")
     method, purpose = PaymentMethod.CASH, InvoicePurpose.RENEWAL
     for word in words:
-        folded = word.lower()
-        if folded in METHOD_WORDS:
-            method = METHOD_WORDS[folded]
-        elif folded in PURPOSE_WORDS:
-            purpose = PURPOSE_WORDS[folded]
-        else:
+        if word.lower() in PURPOSE_WORDS:
+            purpose = PURPOSE_WORDS[word.lower()]
+            continue
+        try:
+            method = parse_method(word)
+        except InvalidInput as exc:
             allowed = ", ".join(
                 [*(m.value for m in PaymentMethod), *(f"{k}=" for k in CLAIM_KEYS)]
             )
-            raise BadArgs("billing.unknown_word", word=word, allowed=allowed)
+            raise BadArgs("billing.unknown_word", word=word, allowed=allowed) from exc
     message = update.effective_message
     assert message is not None
     result = await create_and_claim(

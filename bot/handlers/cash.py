@@ -31,6 +31,7 @@ from bot.handlers.office import (
     _settings,
     _word,
     office,
+    parse_day,
     send_long,
 )
 from bot.replies import answer, edit, send
@@ -110,13 +111,6 @@ async def cancelled(
     await edit(update, loc, "common.cancelled")
 
 
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise BadArgs("cash.reconcile.bad_date", value=text) from exc
-
-
 def _stop_line(loc: Locale, stop: CashStop) -> str:
     return render(
         loc, "cash.reconcile.stop", s=stop, method=_word(loc, "method", stop.method.value)
@@ -130,7 +124,7 @@ async def reconcile(
     args = _args(context)
     day = None
     if args and _DATE.fullmatch(args[-1]):
-        day, args = _day(args[-1]), args[:-1]
+        day, args = parse_day(args[-1], "cash.reconcile.bad_date"), args[:-1]
     collector = (
         await resolve_collector(staff, " ".join(args), permission=COLLECTORS_VIEW)
         if args

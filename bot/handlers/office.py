@@ -191,23 +191,51 @@ def _settings(context: ContextTypes.DEFAULT_TYPE) -> Settings:
     return context.application.bot_data["settings"]
 
 
-def _key_values(tokens: list[str], allowed: tuple[str, ...], usage: str) -> dict[str, str]:
-    """`key=value` pairs; a word without `=` continues the previous value (`area=Old Town`)."""
+def split_args(
+    tokens: list[str], keys: tuple[str, ...], *, unknown_key: str = "office.unknown_key"
+) -> tuple[list[str], dict[str, str]]:
+    """Words, then `key=value` pairs, as every office command takes them: a word after a
+    pair continues its value (`area=Old Town`, `note=paid at the desk`). A key not in
+    `keys` is answered with the catalog sentence `unknown_key` (field, allowed)."""
+    words: list[str] = []
     values: dict[str, str] = {}
     current: str | None = None
     for token in tokens:
         key, sep, value = token.partition("=")
         if sep:
             key = key.strip().lower()
-            if key not in allowed:
-                raise BadArgs("office.unknown_key", field=key, allowed=", ".join(allowed))
+            if key not in keys:
+                raise BadArgs(unknown_key, field=key, allowed=", ".join(keys))
             values[key] = value.strip()
             current = key
-        elif current is None:
-            raise BadArgs(usage)
-        else:
+        elif current is not None:
             values[current] = f"{values[current]} {token}".strip()
+        else:
+            words.append(token)
+    return words, values
+
+
+def _key_values(
+    tokens: list[str],
+    allowed: tuple[str, ...],
+    usage: str,
+    *,
+    unknown_key: str = "office.unknown_key",
+) -> dict[str, str]:
+    """Only `key=value` pairs (see `split_args`); a word before the first is answered with
+    the command's `usage`."""
+    words, values = split_args(tokens, allowed, unknown_key=unknown_key)
+    if words:
+        raise BadArgs(usage)
     return values
+
+
+def parse_day(text: str, bad_date: str) -> date:
+    """A YYYY-MM-DD day, or the catalog sentence `bad_date` (value)."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise BadArgs(bad_date, value=text) from exc
 
 
 def _phone(text: str, loc: Locale) -> str:
@@ -237,13 +265,6 @@ def _success_text(collected: int, visits: int, loc: Locale) -> str | None:
     if not visits:
         return None
     return format_decimal(Decimal(collected * 100) / visits, format="0.#", locale=loc.language)
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise BadArgs("office.report.bad_date", value=text) from exc
 
 
 # --- collectors ----------------------------------------------------------------------------
@@ -686,7 +707,7 @@ async def report(
     args = _args(context)
     start = end = None
     if len(args) >= 2 and _DATE.fullmatch(args[-2]) and _DATE.fullmatch(args[-1]):
-        start, end = _date(args[-2]), _date(args[-1])
+        start, end = (parse_day(a, "office.report.bad_date") for a in args[-2:])
         args = args[:-2]
         if start > end:
             raise BadArgs("office.report.reversed")

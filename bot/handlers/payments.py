@@ -20,7 +20,6 @@ makes a second press do nothing.
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -31,15 +30,24 @@ from telegram.constants import ChatAction, ParseMode
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
 
 from bot.auth import origin_of
-from bot.handlers.office import BadArgs, _args, _callback_match, _settings, _word, office
+from bot.handlers.office import (
+    BadArgs,
+    _args,
+    _callback_match,
+    _settings,
+    _word,
+    office,
+    parse_day,
+    split_args,
+)
 from bot.previews import peek_preview, remember_preview, take_preview
 from bot.replies import Buttons, answer, edit, edit_text, send, send_text
 from bot.texts import Locale, render
 from core.db.models import Staff
 from core.documents.exports import TELEGRAM_MAX_BYTES
 from core.domain.money import parse_amount
-from core.domain.status import PaymentMethod
-from core.services.payments import find_payment, parse_method, plan_payment, record_payment
+from core.domain.status import PaymentMethod, parse_method
+from core.services.payments import find_payment, plan_payment, record_payment
 from core.services.payments import reverse_payment as reverse_payment_service
 from core.services.payments_log import (
     PaymentFilter,
@@ -55,39 +63,20 @@ PLANS = "payments_plan"  # user_data: token -> a payment to record or a reversal
 LOG_KEYS = ("from", "to", "operator", "method", "search")
 RECORD_KEYS = ("ref", "note")
 TOKEN = r"([A-Za-z0-9_-]{1,16})"
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 # --- the log -------------------------------------------------------------------------------
 
 
 def _log_args(tokens: list[str]) -> dict[str, str]:
-    """`key=value` filters in any order (a value may go on over several words); words
-    before the first key are a search."""
-    values: dict[str, str] = {}
-    current = "search"
-    for token in tokens:
-        key, sep, value = token.partition("=")
-        if sep and key.strip():
-            key = key.strip().lower()
-            if key not in LOG_KEYS:
-                raise BadArgs(
-                    "payments.log.unknown_filter", field=key, allowed=", ".join(LOG_KEYS)
-                )
-            values[key] = value.strip()
-            current = key
-        else:
-            values[current] = f"{values.get(current, '')} {token}".strip()
-    return values
+    """`key=value` filters in any order; words before the first key are a search."""
+    words, values = split_args(tokens, LOG_KEYS, unknown_key="payments.log.unknown_filter")
+    search = " ".join([*words, values.get("search", "")]).strip()
+    return values | ({"search": search} if search else {})
 
 
 def _day(text: str) -> date:
-    try:
-        if not _DATE.fullmatch(text):
-            raise ValueError(text)
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise BadArgs("payments.log.bad_date", value=text) from exc
+    return parse_day(text, "payments.log.bad_date")
 
 
 async def _filters(staff: Staff, values: dict[str, str]) -> PaymentFilter:
@@ -245,23 +234,7 @@ async def log_export(
 
 def _record_args(tokens: list[str], loc: Locale) -> dict[str, Any]:
     """`<who> <amount> [method words] [ref=…] [note=…]`."""
-    if len(tokens) < 2:
-        raise BadArgs("payments.usage.record")
-    head: list[str] = []
-    extra: dict[str, str] = {}
-    current: str | None = None
-    for token in tokens:
-        key, sep, value = token.partition("=")
-        if sep:
-            key = key.strip().lower()
-            if key not in RECORD_KEYS:
-                raise BadArgs("payments.record.unknown_key", field=key)
-            extra[key] = value.strip()
-            current = key
-        elif current is not None:
-            extra[current] = f"{extra[current]} {token}".strip()
-        else:
-            head.append(token)
+    head, extra = split_args(tokens, RECORD_KEYS, unknown_key="payments.record.unknown_key")
     if len(head) < 2:
         raise BadArgs("payments.usage.record")
     return {

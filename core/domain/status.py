@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from core.errors import Conflict
+from core.errors import Conflict, InvalidInput
 
 
 class Role(StrEnum):
@@ -75,6 +75,22 @@ class PaymentMethod(StrEnum):
     CARD = "card"
     BANK = "bank"
     OTHER = "other"
+
+
+def parse_method(text: str | PaymentMethod) -> PaymentMethod:
+    """A method as typed: `cash`, `bKash`, `recharge card`, `recharge-card`, `recharge_card`."""
+    if isinstance(text, PaymentMethod):
+        return text
+    wanted = text.strip().lower().replace(" ", "_").replace("-", "_")
+    try:
+        return PaymentMethod(wanted)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{text!r} is not a payment method; use one of"
+            f" {', '.join(m.value for m in PaymentMethod)}.",
+            code="method_unknown",
+            method=text,
+        ) from exc
 
 
 class FailureReason(StrEnum):

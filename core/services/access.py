@@ -85,6 +85,15 @@ def require_admin(actor: Staff, words: str) -> None:
         raise PermissionDenied(f"Only an admin can {words}.", code="admin_only")
 
 
+def require_office(
+    actor: Staff, sentence: str = "Only the office can see this.", code: str = "office_only"
+) -> None:
+    """Admins and reseller staff (scoped by the reads themselves); collectors are refused."""
+    require_active(actor)
+    if actor.role not in (Role.ADMIN, Role.RESELLER):
+        raise PermissionDenied(sentence, code=code)
+
+
 def in_reseller_scope(actor: Staff, reseller_id: int | None) -> bool:
     """Admins see the whole tenant; reseller staff only rows of their own reseller."""
     if actor.role == Role.ADMIN:

@@ -36,8 +36,8 @@ from core.domain.status import (
     Role,
     SubscriberStatus,
 )
-from core.errors import InvalidInput, PermissionDenied
-from core.services.access import require_active, subscriber_in_scope
+from core.errors import InvalidInput
+from core.services.access import require_office, subscriber_in_scope
 from core.services.collectors import resolve_reseller
 from core.services.payments_log import receipt_number
 
@@ -50,14 +50,6 @@ DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 
 _OPEN = "('unpaid', 'partial')"
-
-
-def _require_office(actor: Staff) -> None:
-    require_active(actor)
-    if actor.role not in (Role.ADMIN, Role.RESELLER):
-        raise PermissionDenied(
-            "Only the office can see what subscribers owe.", code="balances_office_only"
-        )
 
 
 def _as_date(value: Any) -> date | None:
@@ -218,7 +210,9 @@ async def subscriber_story(
         NotFound: no such subscriber in the actor's tenant and scope
             (code `subscriber_not_found`).
     """
-    _require_office(actor)
+    require_office(
+        actor, "Only the office can see what subscribers owe.", code="balances_office_only"
+    )
     subscriber = await subscriber_in_scope(actor, username)
     tenant = await Tenant.get(id=actor.tenant_id)
     today = local_today(now or utcnow(), tenant.timezone)
@@ -399,7 +393,9 @@ async def largest_balances(
         InvalidInput: a limit outside 1..MAX_LIMIT (code `balances_bad_limit`).
         NotFound: no such reseller in the actor's scope (code `reseller_not_found`).
     """
-    _require_office(actor)
+    require_office(
+        actor, "Only the office can see what subscribers owe.", code="balances_office_only"
+    )
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(
             f"Show between 1 and {MAX_LIMIT} subscribers.",

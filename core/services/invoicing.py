@@ -65,15 +65,16 @@ from core.domain.status import (
     RequestStatus,
     Role,
     SubscriberStatus,
+    parse_method,
 )
-from core.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
+from core.errors import Conflict, DomainError, InvalidInput, NotFound
 from core.services.access import (
     SYSTEM,
     Origin,
     in_reseller_scope,
     invoice_in_scope,
-    require_active,
     require_admin,
+    require_office,
     subscriber_in_scope,
 )
 from core.services.audit import write_audit
@@ -108,12 +109,6 @@ async def _tenant_today(tenant_id: int, now: datetime | None) -> tuple[Tenant, d
 async def _invoice(actor: Staff, number: str) -> Invoice:
     row = await invoice_in_scope(actor, number, "id")
     return await Invoice.get(id=row["id"])
-
-
-def _require_office(actor: Staff) -> None:
-    require_active(actor)
-    if actor.role not in (Role.ADMIN, Role.RESELLER):
-        raise PermissionDenied("Only the office can see this.", code="office_only")
 
 
 class _Numbers:
@@ -262,15 +257,7 @@ async def create_and_claim(
     if not key or len(key) > MAX_KEY_LENGTH:
         raise InvalidInput("This request has no valid idempotency key.")
     require_admin(actor, "take payments at the office")
-    try:
-        paid_with = PaymentMethod(method)
-    except ValueError as exc:
-        raise InvalidInput(
-            f"{method!r} is not a payment method; use one of"
-            f" {', '.join(m.value for m in PaymentMethod)}.",
-            code="method_unknown",
-            method=str(method),
-        ) from exc
+    paid_with = parse_method(method)
     replay = await _claim_replay(actor, key)
     if replay is not None:
         return replay
@@ -1260,7 +1247,7 @@ async def dashboard(actor: Staff, *, now: datetime | None = None) -> Dashboard:
 
     Overdue: unpaid or partly paid, and the due date before today in the tenant's calendar.
     """
-    _require_office(actor)
+    require_office(actor)
     _, today = await _tenant_today(actor.tenant_id, now)
     sql = _DASHBOARD_SQL
     params: list[Any] = [today, today]  # the two `due_date < ?`

@@ -44,6 +44,7 @@ from core.domain.status import (
     InvoiceStatus,
     PaymentMethod,
     SubscriberStatus,
+    parse_method,
     status_after_payment,
 )
 from core.errors import AmountAboveBalance, Conflict, InvalidAmount, InvalidInput, NotFound
@@ -51,6 +52,7 @@ from core.services.access import (
     SYSTEM,
     Origin,
     in_reseller_scope,
+    invoice_in_scope,
     require_admin,
     subscriber_in_scope,
 )
@@ -106,55 +108,37 @@ class RecordedPayment:
         return tuple(receipt_number(i) for i in self.payment_ids)
 
 
-def parse_method(text: str) -> PaymentMethod:
-    """A method as typed: `cash`, `bkash`, `recharge card`, `recharge_card`..."""
-    wanted = text.strip().lower().replace(" ", "_").replace("-", "_")
-    try:
-        return PaymentMethod(wanted)
-    except ValueError as exc:
-        raise InvalidInput(
-            f"{text!r} is not a payment method; use one of"
-            f" {', '.join(m.value for m in PaymentMethod)}.",
-            code="method_unknown",
-            method=text,
-        ) from exc
-
-
-async def _target(actor: Staff, target: str, conn: BaseDBAsyncClient | None = None) -> Subscriber:
-    """The customer named by a username, or owing the invoice named by its number."""
+async def _target(actor: Staff, target: str) -> tuple[Subscriber, str | None]:
+    """The customer named by a username, or owing the invoice named by its number (then
+    also the number: the payment goes to that invoice only)."""
     wanted = target.strip()
     if not wanted:
         raise InvalidInput(
             "Name the customer (username) or an invoice number.", code="payment_target"
         )
-    invoice = await Invoice.get_or_none(
-        tenant_id=actor.tenant_id, number=wanted.upper(), using_db=conn
-    )
-    if invoice is not None:
-        subscriber = await Subscriber.get(id=invoice.subscriber_id, using_db=conn)
-        if in_reseller_scope(actor, subscriber.reseller_id):
-            return subscriber
-    else:
-        try:
-            return await subscriber_in_scope(actor, wanted)
-        except NotFound:
-            pass
-    raise NotFound(
-        f"There is no customer or invoice {wanted!r} in your company.",
-        code="payment_target_unknown",
-        ref=wanted,
-    )
+    try:
+        row = await invoice_in_scope(actor, wanted, "number", "subscriber_id")
+        return await Subscriber.get(id=row["subscriber_id"]), row["number"]
+    except NotFound:
+        pass
+    try:
+        return await subscriber_in_scope(actor, wanted), None
+    except NotFound:
+        raise NotFound(
+            f"There is no customer or invoice {wanted!r} in your company.",
+            code="payment_target_unknown",
+            ref=wanted,
+        ) from None
 
 
 async def _open_invoices(
-    subscriber_id: int, only_number: str | None, conn: BaseDBAsyncClient | None = None
+    subscriber_id: int, number: str | None, conn: BaseDBAsyncClient | None
 ) -> list[Invoice]:
+    """Still owed, oldest due first; with a number, that invoice only (if still owed)."""
     query = Invoice.filter(subscriber_id=subscriber_id, status__in=list(COLLECTIBLE))
-    if only_number is not None:
-        query = query.filter(number=only_number)
-    if conn is not None:
-        query = query.using_db(conn)
-    return await query.order_by("due_date", "id")
+    if number is not None:
+        query = query.filter(number=number)
+    return await query.using_db(conn).order_by("due_date", "id")
 
 
 def _allocate(invoices: list[Invoice], amount: int) -> tuple[Allocation, ...]:
@@ -189,7 +173,7 @@ async def plan_payment(
         NotFound: no such customer or invoice in the actor's scope.
     """
     require_admin(actor, "record payments")
-    paid_with = method if isinstance(method, PaymentMethod) else parse_method(method)
+    paid_with = parse_method(method)
     if amount_minor <= 0:
         raise InvalidAmount("The amount must be more than zero.", code="amount_not_positive")
     reference = reference.strip()[:MAX_REFERENCE]
@@ -204,14 +188,8 @@ async def plan_payment(
                 reference=reference,
                 receipt=receipt_number(earlier.id),
             )
-    subscriber = await _target(actor, target, conn)
-    by_number = target.strip().upper()
-    named = by_number if by_number != subscriber.username.upper() else None
-    invoices = await _open_invoices(subscriber.id, None, conn)
-    if named is not None and not any(i.number == named for i in invoices):
-        invoices = []  # the invoice named is paid, a draft or cancelled
-    elif named is not None:
-        invoices = [i for i in invoices if i.number == named]
+    subscriber, named = await _target(actor, target)
+    invoices = await _open_invoices(subscriber.id, named, conn)
     owed = sum(i.amount_minor - i.paid_minor for i in invoices)
     tenant = await Tenant.get(id=actor.tenant_id, using_db=conn)
     if owed <= 0:

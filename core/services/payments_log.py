@@ -28,8 +28,8 @@ from core.db.sql import fetch
 from core.documents.exports import FORMATS, XLSX_MAX_ROWS, ExportFile, write_export
 from core.domain.dates import local_day_bounds, local_today, utcnow
 from core.domain.status import PaymentMethod, Role
-from core.errors import InvalidInput, NotFound, PermissionDenied
-from core.services.access import require_active
+from core.errors import InvalidInput, NotFound
+from core.services.access import require_office
 
 PAGE_SIZE = 10
 EXPORT_BATCH = 5_000
@@ -198,12 +198,6 @@ def check_search(text: str) -> str:
     return text
 
 
-def _require_office(actor: Staff) -> None:
-    require_active(actor)
-    if actor.role not in (Role.ADMIN, Role.RESELLER):
-        raise PermissionDenied("Only the office can see this.", code="office_only")
-
-
 async def payments_page(
     actor: Staff,
     filters: PaymentFilter,
@@ -219,7 +213,7 @@ async def payments_page(
     first row): the page after or before it. Neither: the first page, with totals. Pass
     the returned `page.filters` (the period resolved) for the pages after the first.
     """
-    _require_office(actor)
+    require_office(actor)
     if not filters.resolved:
         tenant = await Tenant.get(id=actor.tenant_id)
         start, end = _bounds(tenant, filters, now)
@@ -316,7 +310,7 @@ async def export_payments(
     Raises InvalidInput when there is nothing to export, or more rows than the spreadsheet
     export takes (CSV has no such limit).
     """
-    _require_office(actor)
+    require_office(actor)
     if fmt not in FORMATS:
         raise InvalidInput("Export as csv or xlsx.", code="export_format")
     tenant = await Tenant.get(id=actor.tenant_id)
