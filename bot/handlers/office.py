@@ -44,6 +44,7 @@ from bot.replies import answer, edit, locale_for, send
 from bot.texts import Locale, catalog, render
 from core.config import Settings
 from core.db.models import Staff
+from core.domain.ledger import debt_deducted
 from core.domain.money import parse_amount, parse_rate
 from core.domain.phones import normalise_phone
 from core.domain.status import AssignmentStatus, InvoiceStatus, Role
@@ -56,7 +57,6 @@ from core.services.access import (
     COLLECTORS_VIEW,
 )
 from core.services.assignments import assign_invoices, preview_assignment, unassign
-from core.services.cash import collector_debt
 from core.services.collectors import (
     commission_due,
     list_collectors,
@@ -779,8 +779,7 @@ async def pay(
     amount = parse_amount(amount_text, loc.currency) if amount_text else due.balance_minor
     if amount > due.balance_minor:
         raise BadArgs("office.pay.above_balance", name=due.name, balance=due.balance_minor)
-    debt = await collector_debt(staff.tenant_id, due.collector_id)
-    deducted = min(max(debt, 0), amount)
+    deducted = debt_deducted(due.debt_minor, amount)
     data = f"off:pay:{due.collector_id}:{amount}"
     buttons = [[(render(loc, "office.pay.button", amount=amount), data)]]
     if deducted:
@@ -803,7 +802,7 @@ async def pay(
         name=due.name,
         amount=amount,
         balance=due.balance_minor,
-        debt=max(debt, 0),
+        debt=max(due.debt_minor, 0),
     )
 
 

@@ -104,6 +104,12 @@ def commission_paid(
     return balanced(legs)
 
 
+def debt_deducted(debt_minor: int, payout_minor: int) -> int:
+    """How much of a collector's debt a payout settles when the admin chooses to deduct it:
+    all of it, at most the payout."""
+    return min(max(debt_minor, 0), payout_minor)
+
+
 def received_into(method: str) -> str:
     """The account money paid at the office goes into: the drawer for cash, else the bank."""
     return OFFICE_CASH if method == CASH_METHOD else OFFICE_ACCOUNTS

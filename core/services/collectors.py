@@ -31,6 +31,7 @@ from core.services.access import (
     require_active,
     require_permission,
 )
+from core.services.cash import collector_debt
 from core.services.commission import commission_balance
 from core.services.reports import collector_report
 
@@ -94,11 +95,13 @@ class OpenAssignments:
 
 @dataclass(frozen=True)
 class CommissionDue:
-    """What a payout would start from: the collector and their unpaid commission."""
+    """What a payout would start from: the collector, their unpaid commission, and what
+    they owe (shortages at cash handovers), which the admin may deduct from it."""
 
     collector_id: int
     name: str
     balance_minor: int
+    debt_minor: int = 0
 
 
 # Open stops per active collector in scope, one GROUP BY; also the two staff columns the
@@ -249,7 +252,8 @@ async def commission_due(actor: Staff, *, collector_id: int) -> CommissionDue:
     require_permission(actor, COLLECTORS_COMMISSION_PAY)
     collector = await find_collector(actor, collector_id)
     balance = await commission_balance(actor.tenant_id, collector.id)
-    return CommissionDue(collector.id, collector.name, balance)
+    debt = await collector_debt(actor.tenant_id, collector.id)
+    return CommissionDue(collector.id, collector.name, balance, debt)
 
 
 async def resolve_collector(actor: Staff, ref: str, *, permission: str = COLLECTORS_VIEW) -> Staff:

@@ -102,7 +102,7 @@ async def pay_commission(
                 staff_id=collector.id,
                 conn=conn,
             )
-            deducted = min(max(debt, 0), amount) if deduct_debt else 0
+            deducted = ledger.debt_deducted(debt, amount) if deduct_debt else 0
             posting = await post(
                 conn,
                 tenant_id=actor.tenant_id,
