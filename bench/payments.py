@@ -847,7 +847,7 @@ def read_back_csv(path: Path, side: str) -> FileSums:
     lines = _csv_lines(path)
     header = next(lines)
     rows = id_sum = amount_sum = 0
-    if side == "ours":  # receipt R-000123; amount in taka, "1500.00"
+    if side == "ours":  # receipt R-00000123; amount in taka, "1500.00"
         r, a = header.index("receipt"), header.index("amount")
         for line in lines:
             rows += 1

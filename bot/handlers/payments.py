@@ -6,7 +6,7 @@ and reversing one.
   set. Words that are not filters search customer names, usernames and references.
 - `/recordpayment <username or INV-…> <amount> [method] [ref=…] [note=…]`: where the
   money would go (oldest invoice first), then a confirm button.
-- `/reverse R-000123 <reason>`: what reversing means for that payment, then a confirm.
+- `/reverse R-00000123 <reason>`: what reversing means for that payment, then a confirm.
 
 Button data: `pl:o:<token>:<id>` / `pl:n:<token>:<id>` (older / newer than a payment shown),
 `pl:x:<token>:csv|xlsx` (export), `pm:ok:<token>` (record), `pm:rv:<token>` (reverse),

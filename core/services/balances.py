@@ -25,6 +25,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from core.db.models import Invoice, Payment, PaymentReversal, Staff, Subscriber, Tenant
 from core.db.sql import fetch
+from core.documents.receipt import receipt_number
 from core.domain.dates import local_today, utcnow
 from core.domain.status import (
     COLLECTIBLE,
@@ -39,7 +40,6 @@ from core.domain.status import (
 from core.errors import InvalidInput
 from core.services.access import require_office, subscriber_in_scope
 from core.services.collectors import resolve_reseller
-from core.services.payments_log import receipt_number
 
 # The lookup by username (exact, else the one case-insensitive match) with the reseller
 # scope, shared with invoicing so that every command finds a subscriber the same way.

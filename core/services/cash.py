@@ -27,6 +27,7 @@ from tortoise.transactions import in_transaction
 
 from core.db.models import CashHandover, Staff, Tenant
 from core.db.sql import fetch
+from core.documents.receipt import receipt_number
 from core.domain import ledger
 from core.domain.dates import local_day_bounds, local_today, utcnow
 from core.domain.money import format_money
@@ -42,7 +43,6 @@ from core.services.access import (
 )
 from core.services.audit import write_audit
 from core.services.ledger import account_balance, post
-from core.services.payments_log import receipt_number
 
 
 async def cash_on_hand(

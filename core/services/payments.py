@@ -35,6 +35,7 @@ from core.db.models import (
     Subscriber,
     Tenant,
 )
+from core.documents.receipt import receipt_number
 from core.domain import ledger
 from core.domain.dates import local_today, utcnow
 from core.domain.money import format_money
@@ -60,7 +61,6 @@ from core.services.audit import write_audit
 from core.services.collection import MAX_KEY_LENGTH, raise_paid, settle_in_full
 from core.services.ledger import post
 from core.services.outbox import queue_receipt
-from core.services.payments_log import receipt_number
 
 MAX_REASON = 500
 MAX_REFERENCE = 120
@@ -437,11 +437,11 @@ class ReversedPayment:
 
 
 def parse_payment_ref(text: str) -> int:
-    """`R-000123`, `r123` or `123`: the payment id."""
+    """`R-00000123`, `r123` or `123`: the payment id."""
     raw = text.strip().upper().removeprefix("R-").removeprefix("R")
     if not raw.isdigit() or len(raw) > 12:
         raise InvalidInput(
-            f"{text!r} is not a receipt number; they look like R-000123.",
+            f"{text!r} is not a receipt number; they look like R-00000123.",
             code="receipt_ref_invalid",
             ref=text,
         )

@@ -26,6 +26,7 @@ from typing import Any
 from core.db.models import Staff, Tenant
 from core.db.sql import fetch
 from core.documents.exports import FORMATS, XLSX_MAX_ROWS, ExportFile, write_export
+from core.documents.receipt import receipt_number
 from core.domain.dates import local_day_bounds, local_today, utcnow
 from core.domain.status import PaymentMethod, Role
 from core.errors import InvalidInput, NotFound
@@ -121,11 +122,6 @@ class LoggedPayment:
     @property
     def receipt_number(self) -> str:
         return receipt_number(self.id)
-
-
-def receipt_number(payment_id: int) -> str:
-    """The number on the payment's receipt (and how the office names a payment)."""
-    return f"R-{payment_id:06d}"
 
 
 @dataclass(frozen=True)

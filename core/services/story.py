@@ -26,6 +26,7 @@ from core.db.models import (
     Staff,
     Tenant,
 )
+from core.documents.receipt import receipt_number
 from core.domain.dates import local_today, utcnow
 from core.domain.status import (
     COLLECTIBLE,
@@ -38,7 +39,6 @@ from core.domain.status import (
 )
 from core.services.access import COLLECTORS_VIEW, invoice_in_scope, require_permission
 from core.services.balances import Balance, subscriber_balance
-from core.services.payments_log import receipt_number
 
 
 @dataclass(frozen=True)

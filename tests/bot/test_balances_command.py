@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date, format_datetime
 
 from core.db.models import Payment, Plan, Staff
+from core.documents.receipt import receipt_number
 from core.domain.dates import local_today, utcnow
 from core.domain.status import BillingMode, InvoicePurpose, InvoiceStatus, Role
 from core.services.access import COLLECTORS_VIEW, Origin
 from core.services.assignments import assign_invoices
 from core.services.collection import mark_collected
-from core.services.payments_log import receipt_number
 from tests.factories import make_invoice, make_reseller, make_staff, make_subscriber, make_tenant
 
 NADIA, KARIM, CLERK = 9001, 9101, 9201

@@ -23,6 +23,7 @@ from core.db.models import (
     StoredFile,
     Subscriber,
 )
+from core.documents.receipt import receipt_number
 from core.domain.dates import local_today, utcnow
 from core.domain.status import InvoiceStatus, PaymentMethod, Role
 from core.services.assignments import assign_invoices
@@ -30,7 +31,6 @@ from core.services.cash import cash_on_hand, collector_debt
 from core.services.collection import mark_collected
 from core.services.commission import commission_balance
 from core.services.payments import record_payment
-from core.services.payments_log import receipt_number
 from tests.factories import make_invoice, make_staff, make_subscriber, make_tenant
 
 NADIA, KARIM = 9001, 9101
@@ -271,8 +271,8 @@ async def test_reversing_a_payment_reopens_its_invoice_and_takes_the_commission_
     await chat.say(nadia, f"/reverse {receipt}")
     await chat.say(nadia, "/reverse R-99x oops")
     assert chat.texts(nadia)[-2:] == [
-        "Send it like this: /reverse R-000123 the bKash transfer was charged back",
-        "“R-99x” is not a receipt number; they look like R-000123.",
+        "Send it like this: /reverse R-00000123 the bKash transfer was charged back",
+        "“R-99x” is not a receipt number; they look like R-00000123.",
     ]
     assert await PaymentReversal.all().count() == 1
 

@@ -8,6 +8,7 @@ from datetime import date
 import pytest
 
 from core.db.models import AuditLog, Invoice, OutboxMessage, Payment, PaymentReversal
+from core.documents.receipt import receipt_number
 from core.domain import ledger
 from core.domain.status import InvoicePurpose, InvoiceStatus, Role
 from core.errors import AmountAboveBalance, Conflict, InvalidInput, NotFound, PermissionDenied
@@ -17,7 +18,6 @@ from core.services.collection import mark_collected
 from core.services.commission import commission_balance
 from core.services.ledger import account_balance
 from core.services.payments import plan_payment, record_payment, reverse_payment
-from core.services.payments_log import receipt_number
 from tests.factories import make_invoice, make_reseller, make_staff, make_subscriber, make_tenant
 from tests.ledger_checks import unbalanced_postings
 

@@ -10,6 +10,7 @@ import pytest
 from openpyxl import load_workbook
 
 from core.db.models import Payment
+from core.documents.receipt import receipt_number
 from core.domain.status import PaymentMethod, Role
 from core.errors import InvalidInput, NotFound
 from core.services.payments import record_payment, reverse_payment
@@ -17,7 +18,6 @@ from core.services.payments_log import (
     PaymentFilter,
     export_payments,
     payments_page,
-    receipt_number,
     resolve_operator,
 )
 from tests.factories import make_invoice, make_reseller, make_staff, make_subscriber, make_tenant
