@@ -63,7 +63,9 @@ class OutboxWorker:
             for message in claimed:
                 await self._attempt(message)
             attempted += len(claimed)
-            if len(claimed) < self.batch_size:
+            # Only an empty claim ends the pass: a short one may just mean that another
+            # worker won some of this batch's candidates, with more messages still due.
+            if not claimed:
                 return attempted
 
     async def _attempt(self, message: ClaimedMessage) -> None:
